@@ -1,0 +1,152 @@
+"""The result model: statuses, severities, check metadata, outcomes and results.
+
+Every reporter renders these and nothing else; checks produce `Outcome`s and the engine turns
+them into `Result`s bound to a target (a host name, `(directory)` or `(deployment)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+
+class Status(str, Enum):
+    """What a check concluded about one target."""
+
+    PASS = "PASS"  #: compliant
+    FAIL = "FAIL"  #: not compliant
+    ERROR = "ERROR"  #: could not tell: fact missing or failed, host unreachable
+    SKIP = "SKIP"  #: does not apply
+    MANUAL = "MANUAL"  #: needs an attestation the agent cannot read
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Display and sorting order of statuses, worst first.
+STATUS_ORDER: tuple[Status, ...] = (
+    Status.FAIL,
+    Status.ERROR,
+    Status.MANUAL,
+    Status.SKIP,
+    Status.PASS,
+)
+
+
+class Severity(str, Enum):
+    """How much a FAIL of a check matters."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def rank(self) -> int:
+        """0 for critical … 4 for info, for sorting."""
+        return list(Severity).index(self)
+
+
+class Scope(str, Enum):
+    """How a check is evaluated."""
+
+    HOST = "host"  #: a pure function of one host's facts, run on each host of its roles
+    FLEET = "fleet"  #: a pure function of every host's facts, the directory and the deployment
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """The guidance sentence a check enforces, quoted verbatim, and where it comes from."""
+
+    quote: str
+    source: str
+    #: Known disagreements between Microsoft's documents, recorded instead of chosen silently.
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class CheckMeta:
+    """Everything a report needs to say about a check besides its result."""
+
+    id: str
+    title: str
+    severity: Severity
+    #: Roles the check applies to; `agent.roles.ANY_ROLE` for every host with a role.
+    roles: tuple[str, ...]
+    scope: Scope
+    guidance: Guidance
+    remediation: str
+    references: tuple[str, ...] = ()
+
+
+def _freeze(evidence: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(evidence))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check function returns: a status, a one-line reason and the deciding evidence.
+
+    Evidence values must be JSON-serialisable (str, int, float, bool, None, lists, dicts).
+    """
+
+    status: Status
+    reason: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evidence", _freeze(self.evidence))
+
+
+def passed(reason: str, **evidence: Any) -> Outcome:
+    """A PASS outcome."""
+    return Outcome(Status.PASS, reason, evidence)
+
+
+def failed(reason: str, **evidence: Any) -> Outcome:
+    """A FAIL outcome."""
+    return Outcome(Status.FAIL, reason, evidence)
+
+
+def errored(reason: str, **evidence: Any) -> Outcome:
+    """An ERROR outcome: the agent could not tell."""
+    return Outcome(Status.ERROR, reason, evidence)
+
+
+def skipped(reason: str, **evidence: Any) -> Outcome:
+    """A SKIP outcome: the check does not apply."""
+    return Outcome(Status.SKIP, reason, evidence)
+
+
+def manual(reason: str, **evidence: Any) -> Outcome:
+    """A MANUAL outcome: needs an attestation the agent cannot read."""
+    return Outcome(Status.MANUAL, reason, evidence)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A fleet check's outcome for one target."""
+
+    target: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Result:
+    """One check's conclusion about one target, with its evidence."""
+
+    check_id: str
+    target: str
+    status: Status
+    reason: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evidence", _freeze(self.evidence))
