@@ -1,0 +1,240 @@
+"""The `mfa-agent` command line.
+
+Exit codes: 0 no FAIL or ERROR · 1 at least one FAIL · 2 no FAIL but at least one ERROR ·
+3 invalid input (inventory, arguments, facts file; nothing scanned) · 4 internal error (a bug).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from agent import __version__
+from agent.errors import AgentError, ExitCode, InputError, Problem
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  no FAIL and no ERROR
+  1  at least one FAIL
+  2  no FAIL, but at least one ERROR (a host or fact could not be read)
+  3  invalid input: inventory, arguments or facts file (nothing was scanned)
+  4  internal error (a bug: please report it, with --debug output)
+"""
+
+INTERNAL_ERROR = 4
+
+
+class _State:
+    """Options that apply to every subcommand."""
+
+    debug: bool = False
+
+
+_state = _State()
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_problems(title: str, problems: Sequence[Problem]) -> None:
+    err = _stderr()
+    err.print(f"[bold red]mfa-agent: {title}[/]", markup=True)
+    for problem in problems:
+        err.print(f"  {problem}", markup=False)
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mfa-agent")
+@click.option("--debug", is_flag=True, help="Log debug detail to stderr and show tracebacks.")
+def cli(debug: bool) -> None:
+    """Validate an on-premises Azure MFA deployment against Microsoft's security guidance.
+
+    Reads an Ansible-style inventory of AD FS, MFA Server, User Portal and directory-sync
+    hosts, gathers facts (or replays recorded ones), evaluates the check catalogue and reports
+    PASS / FAIL / ERROR / SKIP / MANUAL per host and check, with evidence and remediation.
+    """
+    _state.debug = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load_inventory(path: str) -> Any:
+    from agent.inventory import load_inventory
+
+    return load_inventory(path)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("-i", "--inventory", "inventory_path", metavar="FILE", help="Inventory (Ansible YAML).")
+@click.option(
+    "--replay",
+    metavar="FACTS",
+    help="Evaluate recorded facts from FACTS (a facts file) instead of connecting to hosts.",
+)
+@click.option("--save-facts", metavar="FILE", help="Write the facts this scan used to FILE.")
+@click.option("--check", "include", multiple=True, metavar="ID", help="Run only this check (repeatable).")
+@click.option("--skip-check", "skip", multiple=True, metavar="ID", help="Do not run this check (repeatable).")
+@click.option(
+    "--limit",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only these hosts: names, groups or globs, ',' separated; '!x' excludes (repeatable).",
+)
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["json", "junit"]),
+    help="Also write this report format (repeatable). Without -o, a single format goes to stdout.",
+)
+@click.option(
+    "-o", "--output-dir", metavar="DIR", help="Directory for report files (written atomically)."
+)
+@click.option("--color/--no-color", default=None, help="Force or disable colour (default: on a TTY).")
+def scan(
+    inventory_path: str | None,
+    replay: str | None,
+    save_facts: str | None,
+    include: tuple[str, ...],
+    skip: tuple[str, ...],
+    limit: tuple[str, ...],
+    formats: tuple[str, ...],
+    output_dir: str | None,
+    color: bool | None,
+) -> None:
+    """Scan the hosts of an inventory, or replay recorded facts, and report."""
+    from agent import factsfile
+    from agent.report import RENDERERS, render_terminal, write_atomic, write_reports
+    from agent.scan import ScanOptions, replay as replay_scan
+
+    if replay is None and inventory_path is None:
+        raise InputError(
+            Problem("<arguments>", "give an inventory (-i FILE) or a facts file (--replay FILE)")
+        )
+    if len(set(formats)) > 1 and output_dir is None:
+        raise InputError(
+            Problem("<arguments>", "several --format need an output directory (-o DIR)", key="--format")
+        )
+    inventory = _load_inventory(inventory_path) if inventory_path else None
+    options = ScanOptions(include=include, skip=skip, limit=limit)
+    if replay is None:
+        raise InputError(
+            Problem(
+                "<arguments>",
+                "live scans arrive with the WinRM connector; for now use --replay FACTS",
+                key="--replay",
+            )
+        )
+    run = replay_scan(factsfile.load(replay), inventory, options)
+
+    # Everything below writes: results are kept even if one output fails.
+    written: list[Path] = []
+    if save_facts:
+        target = Path(save_facts)
+        write_atomic(target, factsfile.dumps(run.facts))
+        written.append(target)
+    if output_dir is not None:
+        written += write_reports(run.report, formats, Path(output_dir))
+    if formats and output_dir is None:
+        click.echo(RENDERERS[formats[0]](run.report), nl=False)
+    else:
+        console = Console(
+            force_terminal=color if color else None,
+            no_color=color is False,
+            highlight=False,
+            soft_wrap=False,
+        )
+        render_terminal(run.report, console)
+    for path in written:
+        _stderr().print(f"wrote {path}", markup=False)
+    raise SystemExit(int(run.report.exit_code()))
+
+
+@cli.command("inventory", epilog=EXIT_CODES_HELP)
+@click.option("-i", "--inventory", "inventory_path", required=True, metavar="FILE")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def inventory_cmd(inventory_path: str, fmt: str) -> None:
+    """Validate an inventory and show the resolved hosts, roles and connections (secrets masked).
+
+    Exits 3 when the inventory is invalid or a referenced environment variable is unset.
+    """
+    from agent.inventory_view import inventory_document, render_inventory
+
+    inventory = _load_inventory(inventory_path)
+    missing = inventory.missing_secrets()
+    if fmt == "json":
+        click.echo(json.dumps(inventory_document(inventory), indent=2))
+    else:
+        render_inventory(inventory, Console(highlight=False))
+    if missing:
+        _print_problems("referenced secrets are not set", missing)
+        raise SystemExit(int(ExitCode.INVALID_INPUT))
+
+
+@cli.command("checks")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def checks_cmd(fmt: str) -> None:
+    """List the check catalogue: id, severity, roles, title and the guidance each enforces."""
+    from agent.catalogue_view import catalogue_document, render_catalogue
+    from agent.registry import load_catalogue
+
+    catalogue = load_catalogue()
+    if fmt == "json":
+        click.echo(json.dumps(catalogue_document(catalogue), indent=2))
+    else:
+        render_catalogue(catalogue, Console(highlight=False))
+
+
+def _fail(code: int) -> NoReturn:
+    sys.stdout.flush()
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the `mfa-agent` console script and `python -m agent`."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except SystemExit as exc:
+        _fail(exc.code if isinstance(exc.code, int) else 0)
+    except click.exceptions.Abort:
+        _stderr().print("mfa-agent: interrupted", markup=False)
+        _fail(130)
+    except click.ClickException as exc:  # usage errors: exit 3, not click's 2
+        _print_problems("invalid arguments", [Problem("<arguments>", exc.format_message())])
+        _fail(int(ExitCode.INVALID_INPUT))
+    except InputError as exc:
+        _print_problems("invalid input", exc.problems)
+        _fail(int(exc.exit_code))
+    except AgentError as exc:
+        _stderr().print(f"mfa-agent: {exc}", markup=False)
+        _fail(int(exc.exit_code))
+    except KeyboardInterrupt:
+        _stderr().print("mfa-agent: interrupted", markup=False)
+        _fail(130)
+    except Exception as exc:
+        if _state.debug:
+            traceback.print_exc()
+        _stderr().print(
+            # Only the type: a library's message could carry a secret from its arguments.
+            f"mfa-agent: internal error: {type(exc).__name__} "
+            "(this is a bug; run with --debug for a traceback)",
+            markup=False,
+        )
+        _fail(INTERNAL_ERROR)
+    _fail(0)

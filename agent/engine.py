@@ -1,0 +1,110 @@
+"""The engine: selects checks and evaluates them over facts, producing results.
+
+It knows nothing of connectors or reporters. Checks are pure; the engine is where an unavailable
+or malformed fact, or a bug in a check, becomes an ERROR result for that target only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Sequence
+
+from agent.errors import InputError, Problem
+from agent.facts import FactShapeError, FactUnavailable, Fleet, HostFacts
+from agent.model import Finding, Outcome, Result, errored
+from agent.registry import Check
+from agent.roles import ANY_ROLE, DEPLOYMENT_TARGET, DIRECTORY_TARGET
+
+log = logging.getLogger(__name__)
+
+#: Target of a fleet check that crashed before naming any target.
+FLEET_TARGET = "(fleet)"
+
+
+def select_checks(
+    catalogue: Sequence[Check], include: Sequence[str] = (), skip: Sequence[str] = ()
+) -> tuple[Check, ...]:
+    """The checks to run: all, or only `include`, minus `skip`. Unknown ids are an input error."""
+    known = {c.meta.id for c in catalogue}
+    problems = []
+    for option, ids in (("--check", include), ("--skip-check", skip)):
+        for check_id in ids:
+            if check_id not in known:
+                near = difflib.get_close_matches(check_id, sorted(known), n=1)
+                hint = f"; did you mean '{near[0]}'?" if near else "; see 'mfa-agent checks'"
+                problems.append(
+                    Problem("<arguments>", f"unknown check id '{check_id}'{hint}", key=option)
+                )
+    if problems:
+        raise InputError(problems)
+    chosen = [c for c in catalogue if not include or c.meta.id in include]
+    return tuple(c for c in chosen if c.meta.id not in skip)
+
+
+def applies(check: Check, host: HostFacts) -> bool:
+    """Whether a host check applies to a host (by role)."""
+    roles = check.meta.roles
+    if ANY_ROLE in roles:
+        return bool(host.roles)
+    return any(role in host.roles for role in roles)
+
+
+def _result(check_id: str, target: str, outcome: Outcome) -> Result:
+    return Result(check_id, target, outcome.status, outcome.reason, outcome.evidence)
+
+
+def _run_host_check(check: Check, host: HostFacts) -> Outcome:
+    assert check.host_fn is not None
+    if host.error is not None:
+        return errored(
+            f"host not scanned: {host.error.message}", host_error=host.error.kind
+        )
+    try:
+        return check.host_fn(host)
+    except FactUnavailable as exc:
+        return errored(str(exc), fact=exc.fact)
+    except FactShapeError as exc:
+        return errored(str(exc), fact=exc.fact, path=exc.path)
+    except Exception as exc:  # a bug in one check must not end the scan
+        log.exception("check %s crashed on %s", check.meta.id, host.name)
+        return errored(f"internal error in check {check.meta.id}: {type(exc).__name__}")
+
+
+def _run_fleet_check(check: Check, fleet: Fleet) -> list[Finding]:
+    assert check.fleet_fn is not None
+    try:
+        return list(check.fleet_fn(fleet))
+    except (FactUnavailable, FactShapeError) as exc:
+        return [Finding(FLEET_TARGET, errored(str(exc)))]
+    except Exception as exc:  # a bug in one check must not end the scan
+        log.exception("fleet check %s crashed", check.meta.id)
+        return [
+            Finding(
+                FLEET_TARGET,
+                errored(f"internal error in check {check.meta.id}: {type(exc).__name__}"),
+            )
+        ]
+
+
+def evaluate(checks: Iterable[Check], fleet: Fleet) -> tuple[Result, ...]:
+    """Evaluate every check over the fleet; results ordered by target, then check id."""
+    host_names = [h.name for h in fleet.hosts]
+    results: list[Result] = []
+    for check in checks:
+        if check.host_fn is not None:
+            for host in fleet.hosts:
+                if applies(check, host):
+                    outcome = _run_host_check(check, host)
+                    results.append(_result(check.meta.id, host.name, outcome))
+        else:
+            for finding in _run_fleet_check(check, fleet):
+                results.append(_result(check.meta.id, finding.target, finding.outcome))
+    order = {name: i for i, name in enumerate(host_names)}
+    tail = {DIRECTORY_TARGET: len(order), DEPLOYMENT_TARGET: len(order) + 1}
+
+    def key(r: Result) -> tuple[int, str, str]:
+        return (order.get(r.target, tail.get(r.target, len(order) + 2)), r.target, r.check_id)
+
+    return tuple(sorted(results, key=key))
+

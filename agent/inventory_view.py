@@ -1,0 +1,90 @@
+"""Rendering of a resolved inventory for `mfa-agent inventory` (secrets always masked)."""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.inventory import Inventory, Secret
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of a settings value; secrets become their masked description."""
+    if isinstance(value, Secret):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple, frozenset, set)):
+        items = [_plain(v) for v in value]
+        return sorted(items) if isinstance(value, (frozenset, set)) else items
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def inventory_document(inventory: Inventory) -> dict[str, Any]:
+    """The resolved inventory as JSON-able data, secrets masked."""
+    return {
+        "path": str(inventory.path),
+        "digest": inventory.digest,
+        "hosts": [
+            {
+                "name": h.name,
+                "address": h.address,
+                "roles": sorted(h.roles),
+                "groups": sorted(h.groups),
+                "connection": _plain(h.connection),
+                "trust_notes": list(h.connection.trust_notes()),
+                "networks": {
+                    "perimeter": [str(n) for n in h.declared.perimeter],
+                    "internal": [str(n) for n in h.declared.internal],
+                },
+                "defined_at": f"{h.location.file}:{h.location.line}",
+            }
+            for h in inventory.hosts
+        ],
+        "directory": _plain(inventory.directory),
+        "deployment": _plain(inventory.deployment),
+        "phonefactor_admins_allowed": _plain(inventory.phonefactor_admins_allowed),
+        "warnings": list(inventory.warnings),
+        "missing_secrets": [str(p) for p in inventory.missing_secrets()],
+    }
+
+
+def render_inventory(inventory: Inventory, console: Console) -> None:
+    """Hosts with roles and connection settings, then directory, deployment and warnings."""
+    table = Table(title=f"{inventory.path} — {len(inventory.hosts)} hosts")
+    for column in ("host", "address", "roles", "connection", "user", "password", "notes"):
+        table.add_column(column)
+    for h in inventory.hosts:
+        c = h.connection
+        table.add_row(
+            h.name,
+            h.address,
+            ", ".join(sorted(h.roles)) or "(no role)",
+            c.describe(),
+            c.user or "",
+            str(c.password) if c.password is not None else "",
+            "; ".join(c.trust_notes()),
+        )
+    console.print(table)
+    if inventory.directory is not None:
+        console.print("[bold]Directory[/]")
+        for key, value in _plain(inventory.directory).items():
+            console.print(f"  {key}: {value}", markup=False)
+    else:
+        console.print("Directory: not configured (mfa_directory); directory checks will be MANUAL")
+    if inventory.deployment:
+        console.print("[bold]Deployment (declared)[/]")
+        for key, value in _plain(inventory.deployment).items():
+            console.print(f"  {key}: {value}", markup=False)
+    if inventory.phonefactor_admins_allowed is not None:
+        allowed = ", ".join(inventory.phonefactor_admins_allowed)
+        console.print(f"PhoneFactor Admins allow-list: {allowed}", markup=False)
+    for warning in inventory.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")

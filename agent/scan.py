@@ -1,0 +1,182 @@
+"""A scan from start to finish: choose hosts and checks, get facts, evaluate, build the report.
+
+Facts come from a facts file (replay) or, in later parts, from live connectors; either way they
+end up as the same `HostFacts`, so the engine and reporters do not know which it was.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from agent import __version__
+from agent.engine import evaluate, select_checks
+from agent.errors import InputError, Problem
+from agent.facts import DirectoryView, Fleet, HostError, HostFacts
+from agent.factsfile import FactsFile
+from agent.inventory import Host, Inventory
+from agent.registry import Check, load_catalogue
+from agent.report.model import HostSummary, ScanReport
+
+
+@dataclass(frozen=True)
+class ScanRun:
+    """What a scan produced: the report, and the facts it was evaluated from (for --save-facts)."""
+
+    report: ScanReport
+    facts: FactsFile
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What the user asked for on the command line."""
+
+    include: Sequence[str] = ()
+    skip: Sequence[str] = ()
+    limit: Sequence[str] = ()
+    extra_warnings: Sequence[str] = field(default_factory=tuple)
+
+
+def host_facts_from_inventory(host: Host, recorded: HostFacts | None, source: str) -> HostFacts:
+    """An inventory host with the facts recorded for it (or an ERROR if none were)."""
+    if recorded is None:
+        error: HostError | None = HostError(
+            "no-facts", f"no facts recorded for this host in {source}"
+        )
+        facts = {}
+    else:
+        error, facts = recorded.error, dict(recorded.facts)
+    return HostFacts(
+        name=host.name,
+        roles=host.roles,
+        address=host.address,
+        declared=host.declared,
+        facts=facts,
+        error=error,
+    )
+
+
+def directory_view(inventory: Inventory, entry: object | None) -> DirectoryView:
+    """The directory as declared by the inventory, with gathered facts when there are some."""
+    settings = inventory.directory
+    return DirectoryView(
+        configured=settings is not None,
+        group_name=settings.group if settings is not None else "PhoneFactor Admins",
+        allowed_members=inventory.phonefactor_admins_allowed,
+        entry=entry if isinstance(entry, dict) else None,
+    )
+
+
+def _select_recorded(hosts: tuple[HostFacts, ...], patterns: Sequence[str]) -> tuple[HostFacts, ...]:
+    """--limit over a facts file without an inventory: names, roles, or globs of names."""
+    if not patterns:
+        return hosts
+    wanted = [p for raw in patterns for p in raw.replace(":", ",").split(",") if p]
+    chosen = tuple(
+        h for h in hosts if any(p in h.roles or fnmatch.fnmatchcase(h.name, p) for p in wanted)
+    )
+    if not chosen:
+        raise InputError(
+            Problem("<arguments>", f"--limit {','.join(wanted)} matches no recorded host", key="--limit")
+        )
+    return chosen
+
+
+def replay(
+    facts: FactsFile, inventory: Inventory | None, options: ScanOptions
+) -> ScanRun:
+    """Evaluate the checks over a facts file, declarations from `inventory` when given."""
+    started = datetime.now(UTC)
+    checks = select_checks(load_catalogue(), options.include, options.skip)
+    source = facts.source or "the facts file"
+    if inventory is not None:
+        selected = inventory.select(options.limit) if options.limit else inventory.hosts
+        hosts = tuple(host_facts_from_inventory(h, facts.host(h.name), source) for h in selected)
+        fleet = Fleet(
+            hosts=hosts,
+            directory=directory_view(inventory, facts.directory.entry),
+            deployment=inventory.deployment,
+        )
+        summaries = tuple(_summary(h, hf) for h, hf in zip(selected, hosts, strict=True))
+        warnings = tuple(inventory.warnings)
+    else:
+        hosts = _select_recorded(facts.hosts, options.limit)
+        fleet = Fleet(hosts=hosts, directory=facts.directory, deployment=facts.deployment)
+        summaries = tuple(
+            HostSummary(
+                name=h.name,
+                address=h.address,
+                roles=tuple(sorted(h.roles)),
+                connection="replay",
+                error=None if h.error is None else h.error.message,
+            )
+            for h in hosts
+        )
+        warnings = ()
+    return _report(
+        mode="replay",
+        started=started,
+        checks=checks,
+        fleet=fleet,
+        summaries=summaries,
+        inventory=inventory,
+        facts_source=source,
+        warnings=warnings + tuple(options.extra_warnings),
+        inventory_path=facts.inventory_path,
+        inventory_digest=facts.inventory_digest,
+        collected_at=facts.collected_at,
+    )
+
+
+def _summary(host: Host, facts: HostFacts) -> HostSummary:
+    return HostSummary(
+        name=host.name,
+        address=host.address,
+        roles=tuple(sorted(host.roles)),
+        connection=host.connection.describe(),
+        trust_notes=host.connection.trust_notes(),
+        error=None if facts.error is None else facts.error.message,
+    )
+
+
+def _report(
+    *,
+    mode: str,
+    started: datetime,
+    checks: tuple[Check, ...],
+    fleet: Fleet,
+    summaries: tuple[HostSummary, ...],
+    inventory: Inventory | None,
+    facts_source: str | None,
+    warnings: tuple[str, ...],
+    inventory_path: str | None = None,
+    inventory_digest: str | None = None,
+    collected_at: datetime | None = None,
+) -> ScanRun:
+    results = evaluate(checks, fleet)
+    if inventory is not None:
+        inventory_path, inventory_digest = str(inventory.path), inventory.digest
+    facts = FactsFile(
+        hosts=fleet.hosts,
+        directory=fleet.directory,
+        deployment=fleet.deployment,
+        collected_at=collected_at or started,
+        inventory_path=inventory_path,
+        inventory_digest=inventory_digest,
+    )
+    report = ScanReport(
+        agent_version=__version__,
+        mode=mode,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        inventory=inventory_path,
+        inventory_digest=inventory_digest,
+        facts_source=facts_source,
+        hosts=summaries,
+        checks=tuple(c.meta for c in checks),
+        results=results,
+        warnings=warnings,
+    )
+    return ScanRun(report=report, facts=facts)
