@@ -1,0 +1,1 @@
+$r | ConvertTo-Json -Depth 4 -Compress
