@@ -1,0 +1,286 @@
+"""Checks on AD FS farm nodes: the Windows build, the AD FS role, the MFA adapter on every node."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import partial
+from typing import Final
+
+from agent.facts import Fleet, HostFacts, guarded
+from agent.model import Finding, Guidance, Outcome, Severity, errored, failed, passed
+from agent.registry import fleet_check, host_check
+from agent.roles import ADFS
+from checks import _guidance as g
+from checks._support import is_state, readable
+
+# -- adfs-os-version ------------------------------------------------------------------------------
+
+WindowsVersion = tuple[int, int, int]
+
+#: The first build the guidance accepts: Windows Server 2012 R2.
+MIN_ADFS_BUILD: Final[WindowsVersion] = (6, 3, 9600)
+
+#: Windows Server releases by Win32_OperatingSystem.Version (docs: checks.md, "Windows builds").
+SERVER_RELEASES: Final[Mapping[WindowsVersion, str]] = {
+    (6, 1, 7600): "Windows Server 2008 R2",
+    (6, 1, 7601): "Windows Server 2008 R2 SP1",
+    (6, 2, 9200): "Windows Server 2012",
+    (6, 3, 9600): "Windows Server 2012 R2",
+    (10, 0, 14393): "Windows Server 2016",
+    (10, 0, 17763): "Windows Server 2019",
+    (10, 0, 20348): "Windows Server 2022",
+    (10, 0, 26100): "Windows Server 2025",
+}
+
+#: Client releases sharing those version numbers (ProductType 1).
+_CLIENT_RELEASES: Final[Mapping[WindowsVersion, str]] = {
+    (6, 1, 7600): "Windows 7",
+    (6, 1, 7601): "Windows 7 SP1",
+    (6, 2, 9200): "Windows 8",
+    (6, 3, 9600): "Windows 8.1",
+}
+
+PRODUCT_TYPES: Final[Mapping[int, str]] = {
+    1: "workstation",
+    2: "domain controller",
+    3: "server",
+}
+
+_VERSION: Final = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)", re.ASCII)
+
+
+def parse_windows_version(text: str) -> WindowsVersion | None:
+    """``"10.0.17763"`` as ``(10, 0, 17763)``; None unless it is exactly major.minor.build."""
+    match = _VERSION.fullmatch(text.strip())
+    if match is None:
+        return None
+    major, minor, build = (int(part) for part in match.groups())
+    return major, minor, build
+
+
+def windows_release(version: WindowsVersion, product_type: int) -> str:
+    """A readable release name, e.g. ``Windows Server 2012 R2`` or ``Windows 10 (workstation)``."""
+    shown = ".".join(str(part) for part in version)
+    if product_type == 1:
+        if version in _CLIENT_RELEASES:
+            return _CLIENT_RELEASES[version]
+        if version[:2] == (10, 0):
+            return "Windows 11" if version[2] >= 22000 else "Windows 10"
+        return f"Windows client {shown}"
+    return SERVER_RELEASES.get(version, f"Windows Server build {shown}")
+
+
+@host_check(
+    "adfs-os-version",
+    title="AD FS runs on Windows Server 2012 R2 or later",
+    severity=Severity.HIGH,
+    roles=(ADFS,),
+    guidance=Guidance(quote=g.QUOTE_ADFS_OS, source=g.SECTION_ON_PREMISES, notes=g.NOTE_ADFS_OS),
+    remediation=(
+        "Move the AD FS farm to a supported Windows Server (2016 or later; 2012 R2 left extended "
+        "support on 2023-10-10; AD FS never runs on a workstation): build a new server, "
+        "Install-WindowsFeature ADFS-Federation -IncludeManagementTools, join it to the farm "
+        "with Add-AdfsFarmNode, make it primary on a WID farm (Set-AdfsSyncProperties -Role "
+        "PrimaryComputer, then -Role SecondaryComputer -PrimaryComputerName <new> on the others), "
+        "move the load balancer to it, remove the old node, and once every node is upgraded run "
+        "Invoke-AdfsFarmBehaviorLevelRaise. Install or register the MFA adapter on the new node."
+    ),
+    references=(
+        g.REF_MFA_SERVER_ADFS,
+        g.REF_ADFS_REQUIREMENTS,
+        g.REF_WIN32_OS,
+        g.REF_SERVER_RELEASES,
+    ),
+)
+def adfs_os_version(host: HostFacts) -> Outcome:
+    """PASS when ProductType is a server (2 or 3) and Version >= 6.3.9600.
+
+    A version that is not exactly ``major.minor.build`` of ASCII digits, or a ProductType
+    outside 1..3, is an ERROR: the build cannot be judged.
+    """
+    fact = host.fact("os")
+    text = fact.text("version")
+    product_type = fact.integer("product_type")
+    caption = fact.raw("caption")
+    version = parse_windows_version(text)
+    if version is None:
+        return errored(
+            f"os.version {text!r} is not a Windows version (major.minor.build)",
+            version=text,
+            caption=caption,
+        )
+    if product_type not in PRODUCT_TYPES:
+        return errored(
+            f"os.product_type {product_type} is not 1 (workstation), 2 (domain controller) or "
+            "3 (server)",
+            version=text,
+            product_type=product_type,
+            caption=caption,
+        )
+    release = windows_release(version, product_type)
+    evidence = {
+        "release": release,
+        "version": text,
+        "product_type": product_type,
+        "product_type_name": PRODUCT_TYPES[product_type],
+        "caption": caption,
+    }
+    if product_type == 1:
+        return failed(
+            f"{release} ({text}) is a workstation; the AD FS adapter needs Windows Server 2012 R2 "
+            "or later",
+            **evidence,
+        )
+    if version < MIN_ADFS_BUILD:
+        return failed(
+            f"{release} ({text}) is older than Windows Server 2012 R2 (6.3.9600), the release the "
+            "AD FS adapter needs",
+            **evidence,
+        )
+    if version == MIN_ADFS_BUILD:
+        return passed(f"{release} ({text}) is the release the guidance names", **evidence)
+    return passed(
+        f"{release} ({text}) is later than Windows Server 2012 R2: the guidance names only 2012 "
+        "R2, but AD FS and its MFA adapters run on later server builds",
+        **evidence,
+    )
+
+
+# -- adfs-role-running ----------------------------------------------------------------------------
+
+
+@host_check(
+    "adfs-role-running",
+    title="The AD FS role is installed and its service is running",
+    severity=Severity.HIGH,
+    roles=(ADFS,),
+    guidance=Guidance(quote=g.QUOTE_ADFS_OS, source=g.SECTION_ON_PREMISES),
+    remediation=(
+        "On the node, Get-WindowsFeature ADFS-Federation: if it is not Installed, run "
+        "Install-WindowsFeature ADFS-Federation -IncludeManagementTools and join the farm "
+        "(Add-AdfsFarmNode). If the service is stopped: Set-Service adfssrv -StartupType "
+        "Automatic; Start-Service adfssrv, then read why it stopped with Get-WinEvent -LogName "
+        "'AD FS/Admin' -MaxEvents 50 (service account password or lockout, certificates, "
+        "configuration database reachability). If the host is not meant to be an AD FS server, "
+        "remove it from the inventory's adfs group."
+    ),
+    references=(g.REF_MFA_SERVER_ADFS, g.REF_ADFS_REQUIREMENTS),
+)
+def adfs_role_running(host: HostFacts) -> Outcome:
+    """PASS when the ADFS-Federation feature is Installed and the adfssrv service is Running.
+
+    A null feature state means Get-WindowsFeature could not be run (no ServerManager module, e.g.
+    on a client SKU or a stripped Server Core). If adfssrv is Running nonetheless, AD FS is
+    evidently installed and running, so this PASSes with a note rather than an ERROR; a feature
+    state other than Installed FAILs even when the service runs.
+    """
+    fact = host.fact("adfs")
+    feature = fact.opt_text("feature_install_state")
+    service = fact.opt_text("service_status")
+    evidence = {"feature_install_state": feature, "service_status": service}
+    problems = []
+    if service is None:
+        problems.append("the adfssrv service does not exist")
+    elif not is_state(service, "Running"):
+        problems.append(f"the adfssrv service is {service}")
+    if feature is not None and not is_state(feature, "Installed"):
+        problems.append(f"the ADFS-Federation feature is {feature}")
+    if problems:
+        return failed(f"AD FS is not running: {'; '.join(problems)}", **evidence)
+    if feature is None:
+        return passed(
+            "the adfssrv service is Running; the ADFS-Federation feature state could not be read "
+            "(Get-WindowsFeature unavailable), so the running service stands as proof",
+            **evidence,
+        )
+    return passed(
+        "the ADFS-Federation feature is Installed and the adfssrv service is Running", **evidence
+    )
+
+
+# -- adfs-adapter-registered ----------------------------------------------------------------------
+
+#: AD FS authentication providers that are an Azure MFA adapter, by case-folded name.
+MFA_ADAPTERS: Final[Mapping[str, str]] = {
+    "windowsazuremultifactorauthentication": "MFA Server's AD FS adapter",
+    "azuremfaauthentication": "AD FS 2016+ built-in Azure MFA adapter",
+}
+
+
+def _providers(host: HostFacts) -> list[str]:
+    return host.fact("adfs_providers").texts("names")
+
+
+def mfa_adapters(names: Iterable[str]) -> list[str]:
+    """The Azure MFA adapters among registered authentication provider names."""
+    return [name for name in names if name.strip().casefold() in MFA_ADAPTERS]
+
+
+def _adapter_outcome(host: HostFacts, farm: Mapping[str, list[str] | None]) -> Outcome:
+    names = _providers(host)
+    adapters = mfa_adapters(names)
+    if adapters:
+        return passed(
+            "Azure MFA adapter registered: "
+            + ", ".join(f"{a} ({MFA_ADAPTERS[a.strip().casefold()]})" for a in adapters),
+            mfa_adapters=adapters,
+            registered_providers=names,
+        )
+    others = {name: found for name, found in farm.items() if name != host.name}
+    with_adapter = sorted(name for name, found in others.items() if found)
+    unread = sorted(name for name, found in others.items() if found is None)
+    evidence = {
+        "registered_providers": names,
+        "farm_nodes_with_adapter": with_adapter,
+        "farm_nodes_unread": unread,
+    }
+    if with_adapter:
+        return failed(
+            "no Azure MFA adapter is registered on this node, but other farm nodes have one "
+            f"({', '.join(with_adapter)}): the farm is inconsistent",
+            **evidence,
+        )
+    elsewhere = ", nor on any other farm node that could be read" if others else ""
+    return failed(
+        "no Azure MFA adapter (WindowsAzureMultiFactorAuthentication or AzureMfaAuthentication) "
+        f"is registered on this node{elsewhere}",
+        **evidence,
+    )
+
+
+@fleet_check(
+    "adfs-adapter-registered",
+    title="An Azure MFA adapter is registered on every AD FS node",
+    severity=Severity.HIGH,
+    roles=(ADFS,),
+    guidance=Guidance(quote=g.QUOTE_ADFS_ADAPTER, source=g.SECTION_ON_PREMISES),
+    remediation=(
+        "MFA Server is retired, so on AD FS 2016 or later use the built-in adapter: on every node "
+        "run New-AdfsAzureMfaTenantCertificate -TenantID <tenant id> and add each certificate to "
+        "the Azure MFA service principal (app id 981f26a1-7f43-403b-a875-f8b09b8cd720) in the "
+        "tenant; then run Set-AdfsAzureMfaTenant -TenantId <tenant id> -ClientId "
+        "981f26a1-7f43-403b-a875-f8b09b8cd720, restart adfssrv on every node, and check that "
+        "Get-AdfsAuthenticationProvider lists AzureMfaAuthentication. While MFA Server is still "
+        "in use, install MultiFactorAuthenticationAdfsAdapterSetup64.msi on every node and run "
+        "Register-MultiFactorAuthenticationAdfsAdapter.ps1 (it registers "
+        "WindowsAzureMultiFactorAuthentication), then restart adfssrv. Select the adapter as an "
+        "additional authentication method in the global authentication policy."
+    ),
+    references=(g.REF_MFA_SERVER_ADFS, g.REF_ADFS_AZURE_MFA, g.REF_GET_ADFS_PROVIDER),
+)
+def adfs_adapter_registered(fleet: Fleet) -> Iterable[Finding]:
+    """One finding per AD FS node: PASS when its providers include an Azure MFA adapter.
+
+    ``WindowsAzureMultiFactorAuthentication`` (MFA Server's adapter) and ``AzureMfaAuthentication``
+    (the built-in cloud adapter) count, matched case-insensitively. A node without one FAILs and
+    its evidence names the other farm nodes that do have one (an inconsistent farm, where sign-ins
+    reaching that node skip MFA) and those whose providers could not be read.
+    """
+    nodes = fleet.with_role(ADFS)
+    farm = {host.name: readable(partial(_providers, host)) for host in nodes}
+    adapters = {
+        name: None if names is None else mfa_adapters(names) for name, names in farm.items()
+    }
+    for host in nodes:
+        yield Finding(host.name, guarded(partial(_adapter_outcome, host, adapters)))

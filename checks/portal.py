@@ -1,0 +1,243 @@
+"""Checks on User Portal web servers: IIS version, ASP.NET v2.0.50727, perimeter network."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any, Final
+
+from agent.facts import HostFacts, IPNetwork
+from agent.model import Guidance, Outcome, Severity, errored, failed, manual, passed
+from agent.registry import host_check
+from agent.roles import USER_PORTAL
+from checks import _guidance as g
+from checks._support import is_state
+
+# -- portal-iis-version ---------------------------------------------------------------------------
+
+#: The guidance's minimum, and the MFA Server install page's.
+GUIDANCE_MIN_IIS: Final = 6
+INSTALL_PAGE_MIN_IIS: Final = 7
+
+
+@host_check(
+    "portal-iis-version",
+    title="The User Portal runs on IIS 6 or greater",
+    severity=Severity.MEDIUM,
+    roles=(USER_PORTAL,),
+    guidance=Guidance(quote=g.QUOTE_IIS, source=g.SECTION_USER_PORTAL, notes=g.NOTE_IIS),
+    remediation=(
+        "Host the User Portal on IIS 7.0 or later, in practice IIS 10 on Windows Server 2016 or "
+        "later: Install-WindowsFeature Web-Server, Web-Asp-Net, Web-Basic-Auth, Web-Metabase "
+        "-IncludeManagementTools (Web-Metabase is the IIS 6 Metabase Compatibility the portal "
+        "installer needs on IIS 7+), then install the portal with "
+        "MultiFactorAuthenticationUserPortalSetup64 and bind a TLS certificate to the site. "
+        "IIS 6 and earlier only run on Windows Server 2003 or older, which are out of support."
+    ),
+    references=(g.REF_USER_PORTAL, g.REF_MFA_SERVER_DEPLOY),
+)
+def portal_iis_version(host: HostFacts) -> Outcome:
+    """PASS when IIS is installed with major version >= 6.
+
+    IIS 6 PASSes, as the guidance says, but the reason and evidence note that the MFA Server
+    install page requires 7.0 or greater. Installed with an unreadable version is an ERROR.
+    """
+    fact = host.fact("iis")
+    installed = fact.flag("installed")
+    major = fact.opt_integer("major")
+    minor = fact.opt_integer("minor")
+    evidence = {
+        "installed": installed,
+        "major": major,
+        "minor": minor,
+        "feature_install_state": fact.raw("feature_install_state"),
+    }
+    if not installed:
+        return failed("IIS is not installed", **evidence)
+    if major is None:
+        return errored(
+            "IIS is installed but its version (InetStp MajorVersion) was not read", **evidence
+        )
+    version = f"{major}.{minor if minor is not None else 0}"
+    if major < GUIDANCE_MIN_IIS:
+        return failed(
+            f"IIS {version} is older than IIS 6, the minimum the guidance allows", **evidence
+        )
+    if major < INSTALL_PAGE_MIN_IIS:
+        return passed(
+            f"IIS {version} meets the guidance (IIS 6 or greater), but the MFA Server install page "
+            "asks for IIS 7.0 or greater",
+            disagreement="MFA Server install page requires IIS 7.0 or greater",
+            **evidence,
+        )
+    return passed(f"IIS {version} meets the guidance (IIS 6 or greater)", **evidence)
+
+
+# -- portal-aspnet-v2 -----------------------------------------------------------------------------
+
+ASPNET_V2: Final = "2.0.50727"
+
+
+@host_check(
+    "portal-aspnet-v2",
+    title="ASP.NET v2.0.50727 is installed and registered with IIS",
+    severity=Severity.MEDIUM,
+    roles=(USER_PORTAL,),
+    guidance=Guidance(quote=g.QUOTE_ASPNET, source=g.SECTION_USER_PORTAL, notes=g.NOTE_ASPNET),
+    remediation=(
+        "On IIS 7 or later: Install-WindowsFeature NET-Framework-Core, Web-Asp-Net (on Windows "
+        "Server 2012 and later add -Source <install media>\\sources\\sxs when the .NET 3.5 "
+        "payload was removed; on 2008 R2 use Import-Module ServerManager; Add-WindowsFeature "
+        "Web-Asp-Net). On IIS 6: run %WINDIR%\\Microsoft.NET\\Framework64\\v2.0.50727\\"
+        "aspnet_regiis.exe -i (Framework instead of Framework64 on 32-bit Windows) and set "
+        "ASP.NET v2.0.50727 to Allowed under Web Service Extensions. Then check that "
+        "aspnet_regiis.exe -lv lists 2.0.50727.0 as Valid."
+    ),
+    references=(g.REF_USER_PORTAL,),
+)
+def portal_aspnet_v2(host: HostFacts) -> Outcome:
+    """PASS when ASP.NET 2.0.50727 is installed (registry) and registered with IIS.
+
+    Registered means a line of ``aspnet_regiis -lv`` starts with ``2.0.50727``; on IIS 7+ (a
+    non-null ``feature_install_state``) the Web-Asp-Net feature must also be Installed. Every
+    missing part is listed. When nothing is known to be missing but ``aspnet_regiis`` could not
+    be run (``registered_versions`` null), registration is unknown: ERROR.
+    """
+    fact = host.fact("aspnet_v2")
+    in_registry = fact.flag("registry_installed")
+    registered = fact.opt_texts("registered_versions")
+    feature = fact.opt_text("feature_install_state")
+    evidence: dict[str, Any] = {
+        "registry_installed": in_registry,
+        "registered_versions": registered,
+        "feature_install_state": feature,
+        "path": fact.raw("path"),
+    }
+    missing = []
+    if not in_registry:
+        missing.append("installation (no HKLM\\SOFTWARE\\Microsoft\\ASP.NET\\2.0.50727.0 key)")
+    if registered is not None and not any(
+        line.strip().startswith(ASPNET_V2) for line in registered
+    ):
+        missing.append("registration with IIS (aspnet_regiis -lv does not list 2.0.50727)")
+    if feature is not None and not is_state(feature, "Installed"):
+        missing.append(f"the IIS feature Web-Asp-Net (it is {feature})")
+    if missing:
+        return failed(
+            f"ASP.NET v{ASPNET_V2} lacks {'; '.join(missing)}", missing=missing, **evidence
+        )
+    if registered is None:
+        return errored(
+            f"ASP.NET v{ASPNET_V2} is installed, but aspnet_regiis -lv could not be run, so its "
+            "registration with IIS is unknown",
+            **evidence,
+        )
+    return passed(f"ASP.NET v{ASPNET_V2} is installed and registered with IIS", **evidence)
+
+
+# -- portal-in-perimeter --------------------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _closest(address: IPAddress, networks: Sequence[IPNetwork]) -> IPNetwork | None:
+    """The most specific (longest prefix) of `networks` holding `address`."""
+    holding = [net for net in networks if address in net]
+    return max(holding, key=lambda net: net.prefixlen, default=None)
+
+
+def place(
+    address: IPAddress, perimeter: Sequence[IPNetwork], internal: Sequence[IPNetwork]
+) -> tuple[str, IPNetwork | None]:
+    """Where an address lies: ``("perimeter" | "internal" | "undeclared", network)``.
+
+    Where a perimeter and an internal network both hold the address, the more specific one wins,
+    as in routing (a DMZ ``10.99.0.0/24`` carved out of an internal ``10.0.0.0/8``); on a tie,
+    internal wins.
+    """
+    outer = _closest(address, perimeter)
+    inner = _closest(address, internal)
+    if inner is not None and (outer is None or inner.prefixlen >= outer.prefixlen):
+        return "internal", inner
+    if outer is not None:
+        return "perimeter", outer
+    return "undeclared", None
+
+
+@host_check(
+    "portal-in-perimeter",
+    title="The User Portal server sits in a perimeter network",
+    severity=Severity.HIGH,
+    roles=(USER_PORTAL,),
+    guidance=Guidance(quote=g.QUOTE_PERIMETER, source=g.SECTION_USER_PORTAL),
+    remediation=(
+        "Put the User Portal server on a perimeter (DMZ) segment: give it addresses only in the "
+        "perimeter subnets, remove its interfaces and addresses on internal networks, and let it "
+        "reach the MFA Server Web Service SDK over HTTPS through the internal firewall instead. "
+        "Declare the networks in the inventory (mfa_networks.perimeter and mfa_networks.internal, "
+        "IPv4 and IPv6) so this check can verify the placement."
+    ),
+    references=(g.REF_USER_PORTAL,),
+)
+def portal_in_perimeter(host: HostFacts) -> Outcome:
+    """PASS when every address (loopback and link-local left out) is in a perimeter network.
+
+    MANUAL when the inventory declares no perimeter network. An address in an internal network,
+    or in no declared network, FAILs (see `place` for overlaps). No address left to judge, or an
+    address that does not parse, is an ERROR.
+    """
+    perimeter = host.declared.perimeter
+    internal = host.declared.internal
+    declared = {
+        "perimeter": [str(net) for net in perimeter],
+        "internal": [str(net) for net in internal],
+    }
+    if not perimeter:
+        return manual(
+            "no perimeter network is declared: declare mfa_networks.perimeter in the inventory, "
+            "or verify the server's placement by hand",
+            **declared,
+        )
+    texts = host.fact("ip_addresses").texts("addresses")
+    addresses: list[IPAddress] = []
+    unparsable: list[str] = []
+    for text in texts:
+        try:
+            addresses.append(ipaddress.ip_address(text.strip()))
+        except ValueError:
+            unparsable.append(text)
+    if unparsable:
+        return errored(
+            f"ip_addresses holds what is not an IP address: {', '.join(map(repr, unparsable))}",
+            unparsable=unparsable,
+            addresses=texts,
+        )
+    ignored = [str(a) for a in addresses if a.is_loopback or a.is_link_local]
+    judged = [a for a in addresses if not (a.is_loopback or a.is_link_local)]
+    if not judged:
+        return errored(
+            "the host reported no address besides loopback and link-local ones",
+            addresses=texts,
+            ignored=ignored,
+            **declared,
+        )
+    placements = []
+    offending = []
+    for address in judged:
+        where, network = place(address, perimeter, internal)
+        placements.append(
+            {"address": str(address), "network": str(network) if network else None, "in": where}
+        )
+        if where == "internal":
+            offending.append(f"{address} (internal network {network})")
+        elif where == "undeclared":
+            offending.append(f"{address} (in no declared perimeter network)")
+    evidence = {"placements": placements, "ignored": ignored, **declared}
+    if offending:
+        return failed(
+            f"not in the perimeter: {', '.join(offending)}", offending=offending, **evidence
+        )
+    return passed(
+        f"every address ({', '.join(str(a) for a in judged)}) is in a perimeter network",
+        **evidence,
+    )
