@@ -1,0 +1,47 @@
+"""Reporters: pure functions that render a `ScanReport` (terminal, JSON, JUnit XML) and write
+report files atomically.
+
+The report model (`ScanReport`, `HostSummary`) is built by the engine once a scan is over;
+reporters never decide anything (exit code, counts, verdict and target order live on the model).
+"""
+
+from __future__ import annotations
+
+from agent.report.json_report import (
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    render_json,
+    report_document,
+    report_schema,
+)
+from agent.report.junit import render_junit
+from agent.report.model import EXIT_CODE_MEANINGS, MODES, HostSummary, ScanReport
+from agent.report.terminal import render_terminal
+from agent.report.writer import (
+    FILENAMES,
+    FORMATS,
+    RENDERERS,
+    Renderer,
+    write_atomic,
+    write_reports,
+)
+
+__all__ = [
+    "EXIT_CODE_MEANINGS",
+    "FILENAMES",
+    "FORMATS",
+    "MODES",
+    "RENDERERS",
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "HostSummary",
+    "Renderer",
+    "ScanReport",
+    "render_json",
+    "render_junit",
+    "render_terminal",
+    "report_document",
+    "report_schema",
+    "write_atomic",
+    "write_reports",
+]

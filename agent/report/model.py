@@ -1,0 +1,160 @@
+"""The report model: everything a reporter renders, built once by the engine after a scan.
+
+Reporters are pure functions of a `ScanReport` (they render, they never decide): the exit code,
+the counts, the verdict and the order of targets are all defined here, so every format agrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Final
+
+from agent.errors import ExitCode
+from agent.model import STATUS_ORDER, CheckMeta, Result, Status
+from agent.roles import DEPLOYMENT_TARGET, DIRECTORY_TARGET
+
+#: The scan modes a report can come from.
+MODES: Final[tuple[str, ...]] = ("replay", "live")
+
+#: What each exit code a scan can end with means, in words (used by every reporter's verdict).
+EXIT_CODE_MEANINGS: Final[Mapping[ExitCode, str]] = MappingProxyType(
+    {
+        ExitCode.OK: "no check failed and none errored",
+        ExitCode.FAIL: "at least one check failed",
+        ExitCode.ERROR: "no check failed, but at least one could not be evaluated",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    """One inventory host in the scan, as the reports describe it."""
+
+    name: str
+    address: str
+    #: The host's roles (inventory groups), e.g. ``("adfs",)``.
+    roles: tuple[str, ...]
+    #: How facts were obtained, e.g. ``"winrm/ntlm over https:5986"`` or ``"replay"``.
+    connection: str
+    #: Insecure settings explicitly turned on for this host (e.g. "TLS certificate validation
+    #: disabled"). Every report format shows them.
+    trust_notes: tuple[str, ...] = ()
+    #: A host-level failure (unreachable, authentication refused, timeout), if any.
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", tuple(self.roles))
+        object.__setattr__(self, "trust_notes", tuple(self.trust_notes))
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """The outcome of one scan: its context, the checks run and every result.
+
+    Raises `ValueError` on construction if the report is inconsistent: an unknown `mode`, naive
+    timestamps, duplicate check ids, or a result whose check is not among `checks`.
+    """
+
+    agent_version: str
+    #: ``"replay"`` (facts read from a file) or ``"live"`` (facts gathered from the hosts).
+    mode: str
+    #: Timezone-aware; reporters render them in UTC.
+    started_at: datetime
+    finished_at: datetime
+    #: Path of the inventory file, and a digest of its content, when one was used.
+    inventory: str | None
+    inventory_digest: str | None
+    #: Where facts came from in replay mode (a facts file), or None.
+    facts_source: str | None
+    #: Inventory hosts in the scan, in inventory order.
+    hosts: tuple[HostSummary, ...]
+    #: The checks that were run.
+    checks: tuple[CheckMeta, ...]
+    results: tuple[Result, ...]
+    #: Scan-wide warnings (inventory oddities, options that weaken the scan, …).
+    warnings: tuple[str, ...] = ()
+    _by_id: dict[str, CheckMeta] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("hosts", "checks", "results", "warnings"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.mode not in MODES:
+            raise ValueError(f"report mode must be one of {MODES}, not {self.mode!r}")
+        for name in ("started_at", "finished_at"):
+            if getattr(self, name).utcoffset() is None:
+                raise ValueError(f"{name} must be timezone-aware")
+        by_id: dict[str, CheckMeta] = {}
+        for meta in self.checks:
+            if meta.id in by_id:
+                raise ValueError(f"check listed twice in the report: {meta.id}")
+            by_id[meta.id] = meta
+        unknown = sorted({r.check_id for r in self.results} - by_id.keys())
+        if unknown:
+            raise ValueError(f"results for checks not in the report: {', '.join(unknown)}")
+        object.__setattr__(self, "_by_id", by_id)
+
+    def check(self, check_id: str) -> CheckMeta:
+        """The metadata of a check that was run; `KeyError` if it was not."""
+        return self._by_id[check_id]
+
+    def counts(self) -> dict[Status, int]:
+        """Number of results per status, every status present (zeros included), worst first."""
+        counts = dict.fromkeys(STATUS_ORDER, 0)
+        for result in self.results:
+            counts[result.status] += 1
+        return counts
+
+    def failed_hosts(self) -> tuple[HostSummary, ...]:
+        """Hosts with a host-level error (unreachable, authentication refused, timeout)."""
+        return tuple(h for h in self.hosts if h.error is not None)
+
+    def exit_code(self) -> ExitCode:
+        """`ExitCode.FAIL` if any result FAILed; else `ExitCode.ERROR` if any result is an ERROR
+        or any host could not be scanned; else `ExitCode.OK`.
+
+        A host-level error counts as an ERROR even when it produced no result (a host whose roles
+        no selected check applies to), so an unreachable host can never yield a clean exit.
+        """
+        counts = self.counts()
+        if counts[Status.FAIL]:
+            return ExitCode.FAIL
+        if counts[Status.ERROR] or self.failed_hosts():
+            return ExitCode.ERROR
+        return ExitCode.OK
+
+    def targets(self) -> tuple[str, ...]:
+        """Targets that have results: hosts in inventory order, then `(directory)` and
+        `(deployment)`, then any other target (e.g. the engine's `(fleet)` for a fleet check
+        that crashed, or a host not in `hosts`) in order of first appearance."""
+        seen = {r.target for r in self.results}
+        ordered = [h.name for h in self.hosts if h.name in seen]
+        ordered += [t for t in (DIRECTORY_TARGET, DEPLOYMENT_TARGET) if t in seen]
+        for result in self.results:
+            if result.target not in ordered:
+                ordered.append(result.target)
+        return tuple(ordered)
+
+    def host(self, name: str) -> HostSummary | None:
+        """The inventory host called `name`, or None (for `(directory)`, `(deployment)`, …)."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def verdict(self) -> str:
+        """One line saying how the scan ended, what the exit code means, and the counts.
+
+        e.g. ``FAIL: at least one check failed (exit code 1); 2 FAIL, 1 ERROR, 3 MANUAL, 9 PASS
+        on 4 targets``.
+        """
+        code = self.exit_code()
+        parts = [f"{n} {status.value}" for status, n in self.counts().items() if n]
+        n_targets = len(self.targets())
+        counts = ", ".join(parts) if parts else "no results"
+        counts += f" on {n_targets} target{'' if n_targets == 1 else 's'}"
+        failed = len(self.failed_hosts())
+        if failed:
+            counts += f"; {failed} host{'' if failed == 1 else 's'} could not be scanned"
+        return f"{code.name}: {EXIT_CODE_MEANINGS[code]} (exit code {int(code)}); {counts}"

@@ -1,0 +1,99 @@
+"""Writing report files: atomically, one file per format, named after the format.
+
+A new format is a renderer (a pure function `ScanReport -> str`) plus an entry in `RENDERERS`
+and `FILENAMES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+from agent.report.json_report import render_json
+from agent.report.junit import render_junit
+from agent.report.model import ScanReport
+
+#: A reporter that renders to text: a pure function of the report.
+Renderer = Callable[[ScanReport], str]
+
+#: Format name -> renderer, for the formats that can be written to a file.
+RENDERERS: Final[dict[str, Renderer]] = {
+    "json": render_json,
+    "junit": render_junit,
+}
+
+#: Format name -> file name in the output directory.
+FILENAMES: Final[dict[str, str]] = {
+    "json": "mfa-agent-report.json",
+    "junit": "mfa-agent-report.xml",
+}
+
+#: The file formats, in the order they are documented.
+FORMATS: Final[tuple[str, ...]] = ("json", "junit")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8, newlines as given) to `path` so that readers see either the old file
+    or the complete new one, never a partial write.
+
+    The text goes to a temporary file in the same directory, which is flushed, fsynced and then
+    renamed over `path` (`os.replace`). On any failure the temporary file is removed, `path` is
+    left as it was, and the exception propagates. The parent directory is created if needed.
+
+    A new file is readable by its owner only (0600): reports describe security weaknesses. A
+    file that is replaced keeps its permission bits.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable where the platform allows it (not on Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_reports(report: ScanReport, formats: Sequence[str], out_dir: Path) -> list[Path]:
+    """Write the report in each of `formats` to `out_dir`; return the paths written, in order.
+
+    Unknown formats raise `ValueError` before anything is written. Every format is rendered
+    before the first file is written, so a renderer failing leaves every existing file as it
+    was. Repeated formats are written once.
+    """
+    unknown = [f for f in formats if f not in RENDERERS]
+    if unknown:
+        raise ValueError(
+            f"unknown report format(s): {', '.join(unknown)}; known: {', '.join(FORMATS)}"
+        )
+    chosen = list(dict.fromkeys(formats))
+    rendered = [(Path(out_dir) / FILENAMES[name], RENDERERS[name](report)) for name in chosen]
+    for path, text in rendered:
+        write_atomic(path, text)
+    return [path for path, _ in rendered]
