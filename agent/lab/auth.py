@@ -1,0 +1,239 @@
+"""Authentication and message encryption for the lab's WS-Management servers.
+
+*Basic* is checked against the lab account on every request. *NTLM* and *SPNEGO ("Negotiate")*
+use pyspnego's acceptor: a raw NTLMSSP token gets ``protocol="ntlm"``, a SPNEGO token
+(``0x60``/``0xa1`` first byte) ``protocol="negotiate"``. The context authenticates the TCP
+connection (one `SecurityContext` per connection) and then seals and unseals the
+``multipart/encrypted`` bodies of MS-WSMV message encryption.
+
+pyspnego's NTLM acceptor has no way to be handed a credential: it reads the file named by the
+environment variable ``NTLM_USER_FILE`` (lines ``DOMAIN:USER:PASSWORD``). It looks the variable up
+when the acceptor is created (it refuses to start without an existing file) and opens and reads
+the file again when it checks the client's AUTHENTICATE message. The environment is per process,
+so every server here owns its own `UserFile` and every pyspnego call that may read it runs under
+one process-wide lock with ``NTLM_USER_FILE`` pointing at that server's file, restored afterwards.
+That is what lets several lab servers with different accounts (or a wrong-password host) live in
+one process. A caller's own ``NTLM_USER_FILE`` is left as it was outside those calls.
+
+Over HTTPS the NTLM acceptor also checks channel binding tokens (``tls-server-end-point``)
+the way Windows' default ``CbtHardeningLevel=Relaxed`` does: wrong bindings are refused, a client
+that sends none is accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import spnego
+from spnego.channel_bindings import GssChannelBindings
+from spnego.exceptions import BadBindingsError
+
+#: The environment variable pyspnego's NTLM acceptor reads its credentials from.
+USER_FILE_ENV: Final = "NTLM_USER_FILE"
+ENCRYPTION_PROTOCOL: Final = "application/HTTP-SPNEGO-session-encrypted"
+BOUNDARY: Final = b"--Encrypted Boundary"
+ENCRYPTED_CONTENT_TYPE: Final = (
+    f'multipart/encrypted;protocol="{ENCRYPTION_PROTOCOL}";boundary="Encrypted Boundary"'
+)
+_OCTET_HEADER: Final = b"\tContent-Type: application/octet-stream\r\n"
+_NTLMSSP: Final = b"NTLMSSP\x00"
+
+_ENV_LOCK = threading.Lock()
+
+
+class AuthFailed(Exception):
+    """The client's token was refused; the message says why (for the server log only)."""
+
+
+class SealError(Exception):
+    """An encrypted body that cannot be unsealed (bad framing, signature or length)."""
+
+
+def check_password(password: str) -> None:
+    """Raise ValueError if the password cannot be used by the lab."""
+    if not password:
+        raise ValueError("the lab password may not be empty")
+    if any(c in password for c in ":\r\n\x00"):
+        raise ValueError("the lab password may not contain ':', line breaks or NUL "
+                         "(pyspnego's NTLM_USER_FILE format)")
+
+
+@dataclass(frozen=True)
+class Account:
+    """The one account a lab host accepts: ``DOMAIN\\user`` (or ``user``) and its password."""
+
+    user: str
+    password: str
+
+    def __post_init__(self) -> None:
+        check_password(self.password)
+        if not self.user or any(c in self.user for c in ":\r\n\x00"):
+            raise ValueError("the lab user may not be empty or contain ':' or line breaks")
+
+    @property
+    def domain(self) -> str:
+        """The NetBIOS domain part ("" when none)."""
+        return self.user.split("\\", 1)[0] if "\\" in self.user else ""
+
+    @property
+    def name(self) -> str:
+        """The user name without its domain."""
+        return self.user.split("\\", 1)[1] if "\\" in self.user else self.user
+
+    def check_basic(self, credentials: str) -> bool:
+        """Whether the base64 part of an ``Authorization: Basic`` header names this account."""
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        try:
+            text = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            text = decoded.decode("latin-1")
+        user, sep, password = text.partition(":")
+        if not sep:
+            return False
+        same_user = user.lower() == self.user.lower()
+        same_password = hmac.compare_digest(password.encode(), self.password.encode())
+        return same_user and same_password
+
+
+class UserFile:
+    """An ``NTLM_USER_FILE`` holding one account (mode 0600), removed by `remove`."""
+
+    def __init__(self, path: Path, account: Account) -> None:
+        self.path = path
+        lines = [f"{account.domain}:{account.name}:{account.password}"]
+        if account.domain:
+            # A client that sends no domain name ("mfa-scan") is accepted too.
+            lines.append(f":{account.name}:{account.password}")
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+
+    def remove(self) -> None:
+        """Delete the file (it holds a password)."""
+        self.path.unlink(missing_ok=True)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Point ``NTLM_USER_FILE`` at this file, under the process-wide lock, for one call."""
+        with _ENV_LOCK:
+            previous = os.environ.get(USER_FILE_ENV)
+            os.environ[USER_FILE_ENV] = str(self.path)
+            try:
+                yield
+            finally:
+                if previous is None:
+                    os.environ.pop(USER_FILE_ENV, None)
+                else:
+                    os.environ[USER_FILE_ENV] = previous
+
+
+class SecurityContext:
+    """One connection's NTLM or SPNEGO acceptor context."""
+
+    def __init__(
+        self, user_file: UserFile, first_token: bytes, channel_bindings: bytes | None = None
+    ) -> None:
+        self._user_file = user_file
+        #: Whether the client's channel bindings were checked and matched (HTTPS, NTLM).
+        self.bindings_verified = False
+        self.protocol = "ntlm" if first_token.startswith(_NTLMSSP) else "negotiate"
+        options = (spnego.NegotiateOptions.use_ntlm if self.protocol == "ntlm"
+                   else spnego.NegotiateOptions.use_negotiate)
+        self._bindings = (
+            GssChannelBindings(application_data=b"tls-server-end-point:" + channel_bindings)
+            if channel_bindings is not None and self.protocol == "ntlm"
+            else None
+        )
+        try:
+            with user_file.active():
+                self._context: Any = spnego.server(
+                    hostname="lab", service="HTTP", protocol=self.protocol, options=options
+                )
+        except Exception as exc:
+            raise AuthFailed(f"cannot create the {self.protocol} acceptor: {exc}") from exc
+
+    @property
+    def complete(self) -> bool:
+        """Whether the handshake has finished successfully."""
+        return bool(self._context.complete)
+
+    @property
+    def client(self) -> str | None:
+        """Who authenticated (``DOMAIN\\user``), once complete."""
+        principal = self._context.client_principal
+        return str(principal) if principal else None
+
+    def step(self, token: bytes) -> bytes | None:
+        """Feed the client's token; the answer token (None when there is none)."""
+        try:
+            with self._user_file.active():
+                try:
+                    out = self._context.step(token, channel_bindings=self._bindings)
+                    self.bindings_verified = self._bindings is not None and self.complete
+                except BadBindingsError as exc:
+                    # CbtHardeningLevel=Relaxed: a client that sends no bindings is accepted.
+                    if "not present" not in str(exc):
+                        raise
+                    out = self._context.step(token)
+        except Exception as exc:
+            raise AuthFailed(f"{self.protocol} authentication failed: {exc}") from exc
+        return bytes(out) if out else None
+
+    def seal(self, message: bytes) -> bytes:
+        """A ``multipart/encrypted`` body carrying `message` sealed with this context."""
+        wrapped = bytes(self._context.wrap(message, encrypt=True).data)
+        signature, sealed = wrapped[:16], wrapped[16:]
+        return (
+            BOUNDARY + b"\r\n"
+            + b"\tContent-Type: " + ENCRYPTION_PROTOCOL.encode() + b"\r\n"
+            + b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+            + str(len(message)).encode() + b"\r\n"
+            + BOUNDARY + b"\r\n"
+            + _OCTET_HEADER
+            + struct.pack("<I", len(signature)) + signature + sealed
+            + BOUNDARY + b"--\r\n"
+        )
+
+    def unseal(self, body: bytes) -> bytes:
+        """The SOAP message inside a ``multipart/encrypted`` body (`SealError` if it is not one)."""
+        start = BOUNDARY + b"\r\n"
+        end = BOUNDARY + b"--\r\n"
+        if not body.startswith(start) or not body.endswith(end):
+            raise SealError("not a multipart/encrypted body")
+        header_end = body.find(start, len(start))
+        if header_end < 0:
+            raise SealError("the encrypted body has no data part")
+        header = body[len(start):header_end].decode("ascii", "replace")
+        length_text = header.rpartition("Length=")[2].strip()
+        if "Length=" not in header or not length_text.isdigit():
+            raise SealError("the encrypted body has no OriginalContent length")
+        payload = body[header_end + len(start):-len(end)]
+        if not payload.startswith(_OCTET_HEADER):
+            raise SealError("the encrypted data part is not application/octet-stream")
+        payload = payload[len(_OCTET_HEADER):]
+        if len(payload) < 4:
+            raise SealError("the encrypted data part is truncated")
+        (sig_len,) = struct.unpack("<I", payload[:4])
+        if sig_len != 16 or len(payload) < 4 + sig_len:
+            raise SealError("the encrypted data part has a bad signature length")
+        try:
+            message = bytes(self._context.unwrap(payload[4:]).data)
+        except Exception as exc:
+            raise SealError(f"cannot unseal the message: {exc}") from exc
+        if len(message) != int(length_text):
+            raise SealError("the unsealed length does not match OriginalContent")
+        return message

@@ -1,0 +1,159 @@
+"""What a simulated host prints when the agent runs a command on it.
+
+Only the agent's own fact scripts are understood: the command line is decoded with
+`agent.factscripts.decode_command`, the script is recognised by its tag (`script_tag`), and the
+answer is the JSON document the script would print, built from the host profile: for each fact of
+the script (`by_name(name).facts`) ``{"value": ...}`` from ``facts``, ``{"error": ...}`` from
+``fact_errors`` or, when the profile has neither, a "not found" error; ``clock`` is computed as
+now + ``clock_skew_seconds``. Anything else fails the way Windows would: cmd.exe's line-length and
+"is not recognized" messages, or PowerShell's CLIXML error records on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any, Final
+
+from agent.factscripts import by_name, decode_command, script_tag
+from agent.lab.profiles import HostProfile
+
+CLIXML_HEADER: Final = b"#< CLIXML\r\n"
+POWERSHELL_NS: Final = "http://schemas.microsoft.com/powershell/2004/04"
+TOO_LONG: Final = b"The command line is too long.\r\n"
+_POWERSHELL_EXES: Final = frozenset({"powershell", "powershell.exe", "pwsh", "pwsh.exe"})
+
+#: What the ``powershell_error`` fault reports by default: the script is blocked outright, as
+#: under an AppLocker/WDAC policy that forces ConstrainedLanguage mode.
+DEFAULT_POWERSHELL_ERROR: Final = (
+    "Cannot invoke method. Method invocation is supported only on core types in this language "
+    "mode."
+)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A finished command: its output streams and exit code."""
+
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+
+
+def utc_o_format(moment: dt.datetime) -> str:
+    """.NET's round-trip ``ToString('o')`` of a UTC time: 7 fractional digits and ``Z``."""
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def clixml_error(lines: list[str]) -> bytes:
+    """PowerShell's CLIXML serialisation of error records, as it writes them to stderr."""
+    objs = ET.Element("Objs", {"Version": "1.1.0.1", "xmlns": POWERSHELL_NS})
+    for line in lines:
+        ET.SubElement(objs, "S", {"S": "Error"}).text = line + "_x000D__x000A_"
+    return CLIXML_HEADER + ET.tostring(objs, encoding="unicode").encode("utf-8")
+
+
+def _error_record(message: str, statement: str, category: str, error_id: str) -> list[str]:
+    return [
+        *message.splitlines(),
+        "At line:1 char:1",
+        f"+ {statement}",
+        "+ " + "~" * max(1, len(statement)),
+        f"    + CategoryInfo          : {category}",
+        f"    + FullyQualifiedErrorId : {error_id}",
+        " ",
+    ]
+
+
+def not_recognized(term: str) -> CommandResult:
+    """PowerShell's error for a command it does not know."""
+    message = (
+        f"{term} : The term '{term}' is not recognized as the name of a cmdlet, function, script "
+        "file, or operable program. Check the spelling of the name, or if a path was included, "
+        "verify that the path is correct and try again."
+    )
+    lines = _error_record(message, term, f"ObjectNotFound: ({term}:String) [], "
+                          "CommandNotFoundException", "CommandNotFoundException")
+    return CommandResult(b"", clixml_error(lines), 1)
+
+
+def _first_term(text: str) -> str:
+    for line in text.splitlines():
+        words = line.split()
+        if words and not words[0].startswith(("$", "#")):
+            return words[0]
+    return text.split()[0] if text.split() else "(empty)"
+
+
+def _powershell_failure(profile: HostProfile) -> CommandResult:
+    setting = profile.faults.powershell_error
+    if isinstance(setting, str):
+        lines = _error_record(setting, "$r = @{}", "NotSpecified: (:) [], RuntimeException",
+                              "RuntimeException")
+    else:
+        lines = _error_record(
+            DEFAULT_POWERSHELL_ERROR,
+            "$r | ConvertTo-Json -Depth 4 -Compress",
+            "InvalidOperation: (:) [], RuntimeException",
+            "MethodInvocationNotSupportedInConstrainedLanguage",
+        )
+    return CommandResult(b"", clixml_error(lines), 1)
+
+
+def fact_entries(profile: HostProfile, facts: tuple[str, ...], now: dt.datetime) -> dict[str, Any]:
+    """The ``{fact: {"value": ...} | {"error": ...}}`` document a script prints on this host."""
+    result: dict[str, Any] = {}
+    for fact in facts:
+        if fact in profile.fact_errors:
+            result[fact] = {"error": profile.fact_errors[fact]}
+        elif fact == "clock":
+            host_time = now + dt.timedelta(seconds=profile.clock_skew_seconds)
+            result[fact] = {"value": {"host_utc": utc_o_format(host_time)}}
+        elif fact in profile.facts:
+            result[fact] = {"value": profile.facts[fact]}
+        else:
+            result[fact] = {"error": f"Cannot read '{fact}': not found on this host "
+                                     f"(the lab profile of {profile.name} has no value for it)"}
+    return result
+
+
+def _garbage(entries: dict[str, Any]) -> bytes:
+    # What the hashtable prints when ConvertTo-Json is missing: Format-Table, not JSON.
+    rows = ["", "Name                           Value", "----                           -----"]
+    rows += [f"{name:<30} {{{', '.join(entry)}}}" for name, entry in entries.items()]
+    return ("\r\n".join([*rows, "", ""])).encode("utf-8")
+
+
+def run_command_line(
+    profile: HostProfile, command_line: str, now: dt.datetime | None = None
+) -> CommandResult:
+    """Run one command line on the simulated host."""
+    now = now or dt.datetime.now(dt.UTC)
+    if len(command_line) > profile.faults.max_command_line:
+        return CommandResult(b"", TOO_LONG, 1)
+    words = command_line.split()
+    if not words:
+        return CommandResult(b"", b"", 0)
+    program = words[0].strip('"').replace("/", "\\").rsplit("\\", 1)[-1].lower()
+    if program not in _POWERSHELL_EXES:
+        message = (f"'{words[0]}' is not recognized as an internal or external command,\r\n"
+                   "operable program or batch file.\r\n")
+        return CommandResult(b"", message.encode("utf-8"), 1)
+    script = decode_command(command_line)
+    if script is None:
+        arguments = [w for w in words[1:] if not w.startswith("-")]
+        return not_recognized(arguments[0] if arguments else words[0])
+    tag = script_tag(script)
+    fact_script = by_name(tag[0]) if tag else None
+    if fact_script is None:
+        return not_recognized(_first_term(script))
+    if profile.faults.powershell_error:
+        return _powershell_failure(profile)
+    entries = fact_entries(profile, fact_script.facts, now)
+    if profile.faults.garbage_output:
+        return CommandResult(_garbage(entries), b"", 0)
+    document = json.dumps(entries, separators=(",", ":"), ensure_ascii=True)
+    return CommandResult(document.encode("utf-8") + b"\r\n", b"", 0)

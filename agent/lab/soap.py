@@ -1,0 +1,300 @@
+"""WS-Management SOAP envelopes of the Windows Remote Shell, read and written with ElementTree.
+
+`parse_request` reads what a client sends (action, MessageID, ShellId selector, OperationTimeout,
+body); the ``*_response`` builders and `fault` write what Windows answers, every reply carrying
+``a:RelatesTo`` = the request's MessageID. Only the elements clients look at are produced, with
+the names and namespaces Windows uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Final
+
+NS: Final = {
+    "s": "http://www.w3.org/2003/05/soap-envelope",
+    "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
+    "x": "http://schemas.xmlsoap.org/ws/2004/09/transfer",
+    "w": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
+    "p": "http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd",
+    "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
+    "f": "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault",
+}
+for _prefix, _uri in NS.items():
+    ET.register_namespace(_prefix, _uri)
+
+SHELL_URI: Final = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
+CMD_RESOURCE_URI: Final = f"{SHELL_URI}/cmd"
+TRANSFER: Final = "http://schemas.xmlsoap.org/ws/2004/09/transfer"
+ACTION_CREATE: Final = f"{TRANSFER}/Create"
+ACTION_DELETE: Final = f"{TRANSFER}/Delete"
+ACTION_COMMAND: Final = f"{SHELL_URI}/Command"
+ACTION_RECEIVE: Final = f"{SHELL_URI}/Receive"
+ACTION_SIGNAL: Final = f"{SHELL_URI}/Signal"
+ACTION_SEND: Final = f"{SHELL_URI}/Send"
+ANONYMOUS: Final = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+FAULT_ACTION: Final = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
+STATE_RUNNING: Final = f"{SHELL_URI}/CommandState/Running"
+STATE_DONE: Final = f"{SHELL_URI}/CommandState/Done"
+#: Largest request the lab accepts (Windows' default MaxEnvelopeSizekb is 500).
+MAX_ENVELOPE_BYTES: Final = 512 * 1024
+
+_DURATION: Final = re.compile(
+    r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def _q(prefix: str, name: str) -> str:
+    return f"{{{NS[prefix]}}}{name}"
+
+
+class SoapError(Exception):
+    """A request that is not a WS-Management envelope the lab understands."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parts of a WS-Management request the lab acts on."""
+
+    action: str
+    message_id: str
+    resource_uri: str | None
+    shell_id: str | None
+    #: Seconds from ``w:OperationTimeout``, None when absent.
+    operation_timeout: float | None
+    body: ET.Element
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds of an xs:duration such as ``PT20S`` or ``PT1.500S`` (None if not one)."""
+    match = _DURATION.match(text.strip())
+    if not match or text.strip() in {"P", "PT"}:
+        return None
+    days, hours, minutes = (int(match.group(k) or 0) for k in ("d", "h", "m"))
+    return days * 86400 + hours * 3600 + minutes * 60 + float(match.group("s") or 0)
+
+
+def parse_request(data: bytes) -> Request:
+    """Read a SOAP request; `SoapError` when it is not XML or lacks Action/MessageID/Body."""
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise SoapError("the envelope is larger than the lab's MaxEnvelopeSize")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise SoapError("DTDs are not allowed in SOAP messages")
+    try:
+        root = ET.fromstring(data)  # noqa: S314 - no DTD (checked above), loopback lab only
+    except ET.ParseError as exc:
+        raise SoapError(f"the request is not well-formed XML: {exc}") from exc
+    if root.tag != _q("s", "Envelope"):
+        raise SoapError("the request is not a SOAP 1.2 envelope")
+    header = root.find("s:Header", NS)
+    body = root.find("s:Body", NS)
+    if header is None or body is None:
+        raise SoapError("the envelope has no Header or no Body")
+    action = (header.findtext("a:Action", default="", namespaces=NS) or "").strip()
+    message_id = (header.findtext("a:MessageID", default="", namespaces=NS) or "").strip()
+    if not action or not message_id:
+        raise SoapError("the header has no Action or no MessageID")
+    resource = header.findtext("w:ResourceURI", default=None, namespaces=NS)
+    shell_id = None
+    for selector in header.findall("w:SelectorSet/w:Selector", NS):
+        if selector.get("Name") == "ShellId":
+            shell_id = (selector.text or "").strip()
+    timeout_text = header.findtext("w:OperationTimeout", default=None, namespaces=NS)
+    timeout = parse_duration(timeout_text) if timeout_text else None
+    return Request(
+        action=action,
+        message_id=message_id,
+        resource_uri=resource.strip() if resource else None,
+        shell_id=shell_id,
+        operation_timeout=timeout,
+        body=body,
+    )
+
+
+def command_line(request: Request) -> str | None:
+    """The command line of a Command request: ``rsp:Command`` plus any ``rsp:Arguments``."""
+    line = request.body.find("rsp:CommandLine", NS)
+    if line is None:
+        return None
+    parts = [(line.findtext("rsp:Command", default="", namespaces=NS) or "").strip()]
+    parts += [(a.text or "") for a in line.findall("rsp:Arguments", NS)]
+    return " ".join(p for p in parts if p)
+
+
+def command_id(request: Request) -> str | None:
+    """The CommandId a Receive, Signal or Send request is about."""
+    for path in ("rsp:Receive/rsp:DesiredStream", "rsp:Signal", "rsp:Send/rsp:Stream"):
+        element = request.body.find(path, NS)
+        if element is not None and element.get("CommandId"):
+            return element.get("CommandId")
+    return None
+
+
+def new_id() -> str:
+    """An id as Windows writes them: an uppercase UUID."""
+    return str(uuid.uuid4()).upper()
+
+
+def _envelope(action: str, relates_to: str) -> tuple[ET.Element, ET.Element]:
+    envelope = ET.Element(_q("s", "Envelope"))
+    envelope.set("{http://www.w3.org/XML/1998/namespace}lang", "en-US")
+    header = ET.SubElement(envelope, _q("s", "Header"))
+    ET.SubElement(header, _q("a", "Action")).text = action
+    ET.SubElement(header, _q("a", "MessageID")).text = f"uuid:{new_id()}"
+    ET.SubElement(header, _q("a", "To")).text = ANONYMOUS
+    ET.SubElement(header, _q("a", "RelatesTo")).text = relates_to
+    body = ET.SubElement(envelope, _q("s", "Body"))
+    return envelope, body
+
+
+def _bytes(envelope: ET.Element) -> bytes:
+    data: bytes = ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
+    return data
+
+
+def create_response(request: Request, shell_id: str, address: str) -> bytes:
+    """The reply to Create: ResourceCreated with the ShellId selector, and the Shell."""
+    envelope, body = _envelope(f"{TRANSFER}/CreateResponse", request.message_id)
+    created = ET.SubElement(body, _q("x", "ResourceCreated"))
+    ET.SubElement(created, _q("a", "Address")).text = address
+    params = ET.SubElement(created, _q("a", "ReferenceParameters"))
+    ET.SubElement(params, _q("w", "ResourceURI")).text = CMD_RESOURCE_URI
+    selectors = ET.SubElement(params, _q("w", "SelectorSet"))
+    selector = ET.SubElement(selectors, _q("w", "Selector"), {"Name": "ShellId"})
+    selector.text = shell_id
+    shell = ET.SubElement(body, _q("rsp", "Shell"))
+    ET.SubElement(shell, _q("rsp", "ShellId")).text = shell_id
+    ET.SubElement(shell, _q("rsp", "ResourceUri")).text = CMD_RESOURCE_URI
+    ET.SubElement(shell, _q("rsp", "State")).text = f"{SHELL_URI}/ShellState/Connected"
+    ET.SubElement(shell, _q("rsp", "InputStreams")).text = "stdin"
+    ET.SubElement(shell, _q("rsp", "OutputStreams")).text = "stdout stderr"
+    return _bytes(envelope)
+
+
+def command_response(request: Request, command: str) -> bytes:
+    """The reply to Command: the new CommandId."""
+    envelope, body = _envelope(f"{SHELL_URI}/CommandResponse", request.message_id)
+    response = ET.SubElement(body, _q("rsp", "CommandResponse"))
+    ET.SubElement(response, _q("rsp", "CommandId")).text = command
+    return _bytes(envelope)
+
+
+def receive_response(
+    request: Request,
+    command: str,
+    *,
+    stdout: bytes,
+    stderr: bytes,
+    exit_code: int | None,
+) -> bytes:
+    """The reply to Receive: output Streams and the CommandState (Done with ExitCode when given)."""
+    envelope, body = _envelope(f"{SHELL_URI}/ReceiveResponse", request.message_id)
+    response = ET.SubElement(body, _q("rsp", "ReceiveResponse"))
+    done = exit_code is not None
+    for name, data in (("stdout", stdout), ("stderr", stderr)):
+        if data:
+            stream = ET.SubElement(response, _q("rsp", "Stream"),
+                                   {"Name": name, "CommandId": command})
+            stream.text = base64.b64encode(data).decode("ascii")
+        if done:
+            ET.SubElement(response, _q("rsp", "Stream"),
+                          {"Name": name, "CommandId": command, "End": "true"})
+    state = ET.SubElement(response, _q("rsp", "CommandState"),
+                          {"CommandId": command, "State": STATE_DONE if done else STATE_RUNNING})
+    if done:
+        ET.SubElement(state, _q("rsp", "ExitCode")).text = str(exit_code)
+    return _bytes(envelope)
+
+
+def signal_response(request: Request) -> bytes:
+    """The reply to Signal."""
+    envelope, body = _envelope(f"{SHELL_URI}/SignalResponse", request.message_id)
+    ET.SubElement(body, _q("rsp", "SignalResponse"))
+    return _bytes(envelope)
+
+
+def send_response(request: Request) -> bytes:
+    """The reply to Send (stdin is accepted and ignored)."""
+    envelope, body = _envelope(f"{SHELL_URI}/SendResponse", request.message_id)
+    ET.SubElement(body, _q("rsp", "SendResponse"))
+    return _bytes(envelope)
+
+
+def delete_response(request: Request) -> bytes:
+    """The reply to Delete: an empty body."""
+    envelope, _ = _envelope(f"{TRANSFER}/DeleteResponse", request.message_id)
+    return _bytes(envelope)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A WS-Management fault as Windows reports it."""
+
+    code: str  #: s:Sender or s:Receiver
+    subcode: str  #: e.g. w:TimedOut
+    reason: str
+    wsman_code: int | None = None
+
+
+TIMED_OUT: Final = Fault(
+    "s:Receiver", "w:TimedOut",
+    "The WS-Management service cannot complete the operation within the time specified in "
+    "OperationTimeout.",
+    2150858793,
+)
+ACCESS_DENIED: Final = Fault("s:Sender", "w:AccessDenied", "Access is denied.", 5)
+
+
+def invalid_shell(shell_id: str | None) -> Fault:
+    """The fault for a ShellId that does not exist."""
+    return Fault(
+        "s:Sender", "w:InvalidSelectors",
+        f"The request for the Windows Remote Shell with ShellId {shell_id or '(none)'} failed "
+        "because the shell was not found on the server. Possible causes are: the specified "
+        "ShellId is incorrect or the shell no longer exists on the server. Provide the correct "
+        "ShellId or create a new shell and retry the operation.",
+        2150858843,
+    )
+
+
+def invalid_command(command: str | None) -> Fault:
+    """The fault for a CommandId that does not exist in the shell."""
+    return Fault(
+        "s:Sender", "w:InvalidParameter",
+        f"The request for the Windows Remote Shell failed because the command with CommandId "
+        f"{command or '(none)'} was not found.",
+        87,
+    )
+
+
+def unsupported(what: str) -> Fault:
+    """The fault for an action or resource the lab does not implement."""
+    return Fault("s:Sender", "a:ActionNotSupported",
+                 f"The WS-Management service cannot process the request: {what}.")
+
+
+def fault(relates_to: str | None, error: Fault, machine: str) -> bytes:
+    """A SOAP fault envelope (sent with HTTP 500)."""
+    envelope, body = _envelope(FAULT_ACTION, relates_to or f"uuid:{new_id()}")
+    # The subcode is a QName in the w: namespace, which no element of a fault uses.
+    envelope.set("xmlns:w", NS["w"])
+    soap_fault = ET.SubElement(body, _q("s", "Fault"))
+    code = ET.SubElement(soap_fault, _q("s", "Code"))
+    ET.SubElement(code, _q("s", "Value")).text = error.code
+    subcode = ET.SubElement(code, _q("s", "Subcode"))
+    ET.SubElement(subcode, _q("s", "Value")).text = error.subcode
+    reason = ET.SubElement(soap_fault, _q("s", "Reason"))
+    text = ET.SubElement(reason, _q("s", "Text"))
+    text.set("{http://www.w3.org/XML/1998/namespace}lang", "en-US")
+    text.text = error.reason
+    detail = ET.SubElement(soap_fault, _q("s", "Detail"))
+    attrs = {"Machine": machine}
+    if error.wsman_code is not None:
+        attrs["Code"] = str(error.wsman_code)
+    wsman = ET.SubElement(detail, _q("f", "WSManFault"), attrs)
+    ET.SubElement(wsman, _q("f", "Message")).text = error.reason
+    return _bytes(envelope)
