@@ -12,13 +12,17 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
 
 from agent import __version__
 from agent.errors import AgentError, ExitCode, InputError, Problem
+from agent.report.writer import FORMATS
+
+if TYPE_CHECKING:
+    from agent.inventory import Inventory
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -27,9 +31,11 @@ Exit codes:
   2  no FAIL, but at least one ERROR (a host or fact could not be read)
   3  invalid input: inventory, arguments or facts file (nothing was scanned)
   4  internal error (a bug: please report it, with --debug output)
+  130 interrupted (Ctrl-C): the results gathered so far are still reported
 """
 
 INTERNAL_ERROR = 4
+INTERRUPTED = 130
 
 
 class _State:
@@ -70,22 +76,28 @@ def cli(debug: bool) -> None:
     )
 
 
-def _load_inventory(path: str) -> Any:
+def _load_inventory(path: str) -> Inventory:
     from agent.inventory import load_inventory
 
     return load_inventory(path)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.option("-i", "--inventory", "inventory_path", metavar="FILE", help="Inventory (Ansible YAML).")
+@click.option(
+    "-i", "--inventory", "inventory_path", metavar="FILE", help="Inventory (Ansible YAML)."
+)
 @click.option(
     "--replay",
     metavar="FACTS",
     help="Evaluate recorded facts from FACTS (a facts file) instead of connecting to hosts.",
 )
 @click.option("--save-facts", metavar="FILE", help="Write the facts this scan used to FILE.")
-@click.option("--check", "include", multiple=True, metavar="ID", help="Run only this check (repeatable).")
-@click.option("--skip-check", "skip", multiple=True, metavar="ID", help="Do not run this check (repeatable).")
+@click.option(
+    "--check", "include", multiple=True, metavar="ID", help="Run only this check (repeatable)."
+)
+@click.option(
+    "--skip-check", "skip", multiple=True, metavar="ID", help="Do not run this check (repeatable)."
+)
 @click.option(
     "--limit",
     multiple=True,
@@ -96,13 +108,44 @@ def _load_inventory(path: str) -> Any:
     "--format",
     "formats",
     multiple=True,
-    type=click.Choice(["json", "junit"]),
-    help="Also write this report format (repeatable). Without -o, a single format goes to stdout.",
+    type=click.Choice(FORMATS),
+    help="Report format to write (repeatable). With -o and no --format: all formats. "
+    "Without -o, a single format goes to stdout instead of the terminal report.",
 )
 @click.option(
     "-o", "--output-dir", metavar="DIR", help="Directory for report files (written atomically)."
 )
-@click.option("--color/--no-color", default=None, help="Force or disable colour (default: on a TTY).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Hosts read at the same time.",
+)
+@click.option(
+    "--host-timeout",
+    type=click.FloatRange(1, 3600),
+    default=120,
+    show_default=True,
+    help="Seconds one host may take in all before it is an ERROR (timed out).",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0.1, 600),
+    default=10,
+    show_default=True,
+    help="Seconds to wait for a TCP connection.",
+)
+@click.option(
+    "--operation-timeout",
+    type=click.IntRange(1, 600),
+    default=20,
+    show_default=True,
+    help="WS-Management OperationTimeout in seconds (one request).",
+)
+@click.option(
+    "--color/--no-color", default=None, help="Force or disable colour (default: on a TTY)."
+)
 def scan(
     inventory_path: str | None,
     replay: str | None,
@@ -112,12 +155,24 @@ def scan(
     limit: tuple[str, ...],
     formats: tuple[str, ...],
     output_dir: str | None,
+    workers: int,
+    host_timeout: float,
+    connect_timeout: float,
+    operation_timeout: int,
     color: bool | None,
 ) -> None:
-    """Scan the hosts of an inventory, or replay recorded facts, and report."""
+    """Scan the hosts of an inventory, or replay recorded facts, and report.
+
+    Live (default): connects to every host of the inventory over WinRM. Replay (--replay FACTS):
+    evaluates a facts file written earlier by --save-facts, with no network at all.
+    """
     from agent import factsfile
+    from agent.connectors.winrm import Timeouts
+    from agent.gather import GatherOptions
+    from agent.progress import ScanProgress
     from agent.report import RENDERERS, render_terminal, write_atomic, write_reports
-    from agent.scan import ScanOptions, replay as replay_scan
+    from agent.scan import ScanOptions, live
+    from agent.scan import replay as replay_scan
 
     if replay is None and inventory_path is None:
         raise InputError(
@@ -125,19 +180,38 @@ def scan(
         )
     if len(set(formats)) > 1 and output_dir is None:
         raise InputError(
-            Problem("<arguments>", "several --format need an output directory (-o DIR)", key="--format")
+            Problem(
+                "<arguments>", "several --format need an output directory (-o DIR)", key="--format"
+            )
         )
     inventory = _load_inventory(inventory_path) if inventory_path else None
     options = ScanOptions(include=include, skip=skip, limit=limit)
-    if replay is None:
-        raise InputError(
-            Problem(
-                "<arguments>",
-                "live scans arrive with the WinRM connector; for now use --replay FACTS",
-                key="--replay",
+    if replay is not None:
+        run = replay_scan(factsfile.load(replay), inventory, options)
+    else:
+        assert inventory is not None  # checked above: no --replay means -i was given
+        if operation_timeout + 10 > host_timeout:
+            raise InputError(
+                Problem(
+                    "<arguments>",
+                    "--host-timeout must exceed --operation-timeout by 10 s or more",
+                    key="--host-timeout",
+                )
             )
+        gather_options = GatherOptions(
+            workers=workers,
+            timeouts=Timeouts(
+                connect=connect_timeout, operation=operation_timeout, host=host_timeout
+            ),
         )
-    run = replay_scan(factsfile.load(replay), inventory, options)
+        with ScanProgress() as progress:
+            run = live(
+                inventory,
+                options,
+                gather_options,
+                on_done=progress.host_done,
+                on_start=progress.start,
+            )
 
     # Everything below writes: results are kept even if one output fails.
     written: list[Path] = []
@@ -146,7 +220,7 @@ def scan(
         write_atomic(target, factsfile.dumps(run.facts))
         written.append(target)
     if output_dir is not None:
-        written += write_reports(run.report, formats, Path(output_dir))
+        written += write_reports(run.report, formats or FORMATS, Path(output_dir))
     if formats and output_dir is None:
         click.echo(RENDERERS[formats[0]](run.report), nl=False)
     else:
@@ -159,6 +233,8 @@ def scan(
         render_terminal(run.report, console)
     for path in written:
         _stderr().print(f"wrote {path}", markup=False)
+    if run.interrupted:
+        raise SystemExit(INTERRUPTED)
     raise SystemExit(int(run.report.exit_code()))
 
 
@@ -214,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _fail(exc.code if isinstance(exc.code, int) else 0)
     except click.exceptions.Abort:
         _stderr().print("mfa-agent: interrupted", markup=False)
-        _fail(130)
+        _fail(INTERRUPTED)
     except click.ClickException as exc:  # usage errors: exit 3, not click's 2
         _print_problems("invalid arguments", [Problem("<arguments>", exc.format_message())])
         _fail(int(ExitCode.INVALID_INPUT))
@@ -226,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _fail(int(exc.exit_code))
     except KeyboardInterrupt:
         _stderr().print("mfa-agent: interrupted", markup=False)
-        _fail(130)
+        _fail(INTERRUPTED)
     except Exception as exc:
         if _state.debug:
             traceback.print_exc()

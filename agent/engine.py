@@ -57,9 +57,7 @@ def _result(check_id: str, target: str, outcome: Outcome) -> Result:
 def _run_host_check(check: Check, host: HostFacts) -> Outcome:
     assert check.host_fn is not None
     if host.error is not None:
-        return errored(
-            f"host not scanned: {host.error.message}", host_error=host.error.kind
-        )
+        return errored(f"host not scanned: {host.error.message}", host_error=host.error.kind)
     try:
         return check.host_fn(host)
     except FactUnavailable as exc:
@@ -107,4 +105,3 @@ def evaluate(checks: Iterable[Check], fleet: Fleet) -> tuple[Result, ...]:
         return (order.get(r.target, tail.get(r.target, len(order) + 2)), r.target, r.check_id)
 
     return tuple(sorted(results, key=key))
-

@@ -9,9 +9,11 @@ both into an ERROR result, so a missing or malformed fact can never crash a scan
 Fact shapes, version 1 (what the WinRM/SSH fact scripts emit and the checks read; ``null`` means
 "absent on that host", which is a fact, not an error):
 
-``os``            ``{"caption": str, "version": "10.0.17763", "build_number": str, "product_type": int}``
+``os``            ``{"caption": str, "version": "10.0.17763", "build_number": str,
+                  "product_type": int}``
 ``adfs``          ``{"feature_install_state": str|null, "service_status": str|null,
-                  "service_account": str|null}`` (Get-WindowsFeature ADFS-Federation; service adfssrv)
+                  "service_account": str|null}``
+                  (Get-WindowsFeature ADFS-Federation; service adfssrv)
 ``adfs_providers`` ``{"names": [str]}`` (Get-AdfsAuthenticationProvider)
 ``mfa_server``    ``{"installed": bool, "display_name": str|null, "version": str|null,
                   "install_path": str|null}``
@@ -64,7 +66,9 @@ class FactShapeError(Exception):
         self.fact = fact
         self.path = path
         shown = type(got).__name__ if got is not None else "null"
-        super().__init__(f"fact '{fact}' has an unexpected shape at '{path}': expected {expected}, got {shown}")
+        super().__init__(
+            f"fact '{fact}' has an unexpected shape at '{path}': expected {expected}, got {shown}"
+        )
 
 
 def _typename(value: Any) -> str:

@@ -113,9 +113,7 @@ def to_document(facts: FactsFile) -> dict[str, Any]:
                     "clock_skew_max_seconds": h.declared.clock_skew_max_seconds,
                 },
                 "error": (
-                    None
-                    if h.error is None
-                    else {"kind": h.error.kind, "message": h.error.message}
+                    None if h.error is None else {"kind": h.error.kind, "message": h.error.message}
                 ),
                 "facts": dict(h.facts),
             }
@@ -168,7 +166,9 @@ class _Reader:
             return None
         return value
 
-    def keys(self, value: Mapping[str, Any], key: str, allowed: set[str], required: set[str]) -> None:
+    def keys(
+        self, value: Mapping[str, Any], key: str, allowed: set[str], required: set[str]
+    ) -> None:
         for k in value:
             if k not in allowed:
                 self.problem(f"{key}.{k}" if key else k, "unknown key")
@@ -232,13 +232,23 @@ def parse(document: Any, file: str = "<facts>") -> FactsFile:
     if top.get("version") != VERSION:
         r.problem(
             "version",
-            f"unsupported facts file version {top.get('version')!r}; this agent reads version {VERSION}",
+            f"unsupported facts file version {top.get('version')!r}; "
+            f"this agent reads version {VERSION}",
         )
         raise FactsFileError(r.problems)
     r.keys(
         top,
         "",
-        {"schema", "version", "agent_version", "collected_at", "inventory", "deployment", "directory", "hosts"},
+        {
+            "schema",
+            "version",
+            "agent_version",
+            "collected_at",
+            "inventory",
+            "deployment",
+            "directory",
+            "hosts",
+        },
         {"hosts"},
     )
     collected_at = _timestamp(r, top.get("collected_at"))

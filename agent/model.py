@@ -8,22 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """What a check concluded about one target."""
 
-    PASS = "PASS"  #: compliant
+    PASS = "PASS"  #: compliant  # noqa: S105 (a status, not a password)
     FAIL = "FAIL"  #: not compliant
     ERROR = "ERROR"  #: could not tell: fact missing or failed, host unreachable
     SKIP = "SKIP"  #: does not apply
     MANUAL = "MANUAL"  #: needs an attestation the agent cannot read
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Display and sorting order of statuses, worst first.
@@ -36,7 +33,7 @@ STATUS_ORDER: tuple[Status, ...] = (
 )
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How much a FAIL of a check matters."""
 
     CRITICAL = "critical"
@@ -45,16 +42,13 @@ class Severity(str, Enum):
     LOW = "low"
     INFO = "info"
 
-    def __str__(self) -> str:
-        return self.value
-
     @property
     def rank(self) -> int:
         """0 for critical … 4 for info, for sorting."""
         return list(Severity).index(self)
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     """How a check is evaluated."""
 
     HOST = "host"  #: a pure function of one host's facts, run on each host of its roles

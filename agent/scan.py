@@ -7,7 +7,7 @@ end up as the same `HostFacts`, so the engine and reporters do not know which it
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,6 +16,7 @@ from agent.engine import evaluate, select_checks
 from agent.errors import InputError, Problem
 from agent.facts import DirectoryView, Fleet, HostError, HostFacts
 from agent.factsfile import FactsFile
+from agent.gather import GatherOptions, gather
 from agent.inventory import Host, Inventory
 from agent.registry import Check, load_catalogue
 from agent.report.model import HostSummary, ScanReport
@@ -27,6 +28,8 @@ class ScanRun:
 
     report: ScanReport
     facts: FactsFile
+    #: The user stopped the scan; hosts not yet read carry an "interrupted" error.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ def directory_view(inventory: Inventory, entry: object | None) -> DirectoryView:
     )
 
 
-def _select_recorded(hosts: tuple[HostFacts, ...], patterns: Sequence[str]) -> tuple[HostFacts, ...]:
+def _select_recorded(
+    hosts: tuple[HostFacts, ...], patterns: Sequence[str]
+) -> tuple[HostFacts, ...]:
     """--limit over a facts file without an inventory: names, roles, or globs of names."""
     if not patterns:
         return hosts
@@ -79,14 +84,14 @@ def _select_recorded(hosts: tuple[HostFacts, ...], patterns: Sequence[str]) -> t
     )
     if not chosen:
         raise InputError(
-            Problem("<arguments>", f"--limit {','.join(wanted)} matches no recorded host", key="--limit")
+            Problem(
+                "<arguments>", f"--limit {','.join(wanted)} matches no recorded host", key="--limit"
+            )
         )
     return chosen
 
 
-def replay(
-    facts: FactsFile, inventory: Inventory | None, options: ScanOptions
-) -> ScanRun:
+def replay(facts: FactsFile, inventory: Inventory | None, options: ScanOptions) -> ScanRun:
     """Evaluate the checks over a facts file, declarations from `inventory` when given."""
     started = datetime.now(UTC)
     checks = select_checks(load_catalogue(), options.include, options.skip)
@@ -128,6 +133,62 @@ def replay(
         inventory_digest=facts.inventory_digest,
         collected_at=facts.collected_at,
     )
+
+
+def _secret_problems(hosts: Sequence[Host], inventory: Inventory) -> list[Problem]:
+    """Every secret a live scan of these hosts would need and cannot resolve."""
+    problems: list[Problem] = []
+    secrets = [h.connection.password for h in hosts]
+    if inventory.directory is not None:
+        secrets.append(inventory.directory.bind_password)
+    for secret in secrets:
+        if secret is None:
+            continue
+        try:
+            secret.reveal()
+        except InputError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+    return problems
+
+
+def live(
+    inventory: Inventory,
+    options: ScanOptions,
+    gather_options: GatherOptions,
+    on_done: Callable[[HostFacts], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ScanRun:
+    """Connect to the inventory's hosts, gather their facts and evaluate the checks."""
+    started = datetime.now(UTC)
+    checks = select_checks(load_catalogue(), options.include, options.skip)
+    selected = inventory.select(options.limit) if options.limit else inventory.hosts
+    problems = _secret_problems(selected, inventory)
+    if problems:
+        raise InputError(problems)
+    if on_start is not None:
+        on_start(len(selected))
+    gathered = gather(selected, gather_options, on_done=on_done)
+    fleet = Fleet(
+        hosts=gathered.hosts,
+        directory=directory_view(inventory, None),
+        deployment=inventory.deployment,
+    )
+    by_name = {h.name: h for h in gathered.hosts}
+    summaries = tuple(_summary(h, by_name[h.name]) for h in selected)
+    warnings = tuple(inventory.warnings) + tuple(options.extra_warnings)
+    if gathered.interrupted:
+        warnings += ("the scan was interrupted: hosts not yet read are reported as ERROR",)
+    run = _report(
+        mode="live",
+        started=started,
+        checks=checks,
+        fleet=fleet,
+        summaries=summaries,
+        inventory=inventory,
+        facts_source=None,
+        warnings=warnings,
+    )
+    return ScanRun(report=run.report, facts=run.facts, interrupted=gathered.interrupted)
 
 
 def _summary(host: Host, facts: HostFacts) -> HostSummary:

@@ -41,8 +41,12 @@ def os_version(host: HostFacts) -> Outcome:
     return passed("ok", version=version) if version >= "6.3" else failed("old", version=version)
 
 
-ADFS = HostFacts("adfs01", frozenset({"adfs"}), "10.0.0.1", facts={"os": {"value": {"version": "6.3.9600"}}})
-OLD = HostFacts("adfs02", frozenset({"adfs"}), "10.0.0.2", facts={"os": {"value": {"version": "6.2.9200"}}})
+ADFS = HostFacts(
+    "adfs01", frozenset({"adfs"}), "10.0.0.1", facts={"os": {"value": {"version": "6.3.9600"}}}
+)
+OLD = HostFacts(
+    "adfs02", frozenset({"adfs"}), "10.0.0.2", facts={"os": {"value": {"version": "6.2.9200"}}}
+)
 PORTAL = HostFacts("portal", frozenset({"user_portal"}), "10.0.0.3")
 NOROLE = HostFacts("jump", frozenset(), "10.0.0.4")
 CHECK = Check(meta("os"), host_fn=os_version)
@@ -80,7 +84,9 @@ def test_missing_fact_read_error_and_bad_shape_are_errors_not_crashes() -> None:
 
 
 def test_unreachable_host_is_one_error_per_check_with_its_reason() -> None:
-    down = HostFacts("adfs03", frozenset({"adfs"}), "x", error=HostError("timeout", "timed out after 60 s"))
+    down = HostFacts(
+        "adfs03", frozenset({"adfs"}), "x", error=HostError("timeout", "timed out after 60 s")
+    )
     results = evaluate([CHECK], Fleet(hosts=(ADFS, down)))
     assert statuses(results)[("os", "adfs03")] is Status.ERROR
     assert results[1].reason == "host not scanned: timed out after 60 s"
@@ -96,7 +102,11 @@ def test_a_crashing_check_is_an_error_and_the_scan_goes_on() -> None:
         raise KeyError("x")
 
     results = evaluate(
-        [Check(meta("boom"), host_fn=boom), Check(meta("fleet", scope=Scope.FLEET), fleet_fn=fleet_boom), CHECK],
+        [
+            Check(meta("boom"), host_fn=boom),
+            Check(meta("fleet", scope=Scope.FLEET), fleet_fn=fleet_boom),
+            CHECK,
+        ],
         Fleet(hosts=(ADFS,)),
     )
     by = statuses(results)
@@ -112,7 +122,8 @@ def test_results_are_ordered_hosts_then_directory_then_deployment() -> None:
         yield Finding("adfs02", passed("h"))
 
     results = evaluate(
-        [Check(meta("fleet", scope=Scope.FLEET), fleet_fn=fleet_fn), CHECK], Fleet(hosts=(OLD, ADFS))
+        [Check(meta("fleet", scope=Scope.FLEET), fleet_fn=fleet_fn), CHECK],
+        Fleet(hosts=(OLD, ADFS)),
     )
     assert [(r.target, r.check_id) for r in results] == [
         ("adfs02", "fleet"),

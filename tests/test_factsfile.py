@@ -33,11 +33,13 @@ def test_lab_facts_round_trip() -> None:
     loaded = factsfile.load(LAB_FACTS)
     again = factsfile.parse(json.loads(factsfile.dumps(loaded)), "again")
     assert factsfile.to_document(again) == factsfile.to_document(loaded)
-    assert [h.name for h in loaded.hosts][0] == "adfs01.lab.example"
+    assert loaded.hosts[0].name == "adfs01.lab.example"
 
 
 def test_fact_entries_keep_errors_apart_from_values() -> None:
-    doc = minimal(facts={"os": {"value": {"version": "6.3.9600"}}, "iis": {"error": "access denied"}})
+    doc = minimal(
+        facts={"os": {"value": {"version": "6.3.9600"}}, "iis": {"error": "access denied"}}
+    )
     host = factsfile.parse(doc).hosts[0]
     assert host.fact("os").text("version") == "6.3.9600"
     with pytest.raises(FactUnavailable, match="access denied"):
@@ -77,13 +79,22 @@ def test_unreadable_file_is_a_clean_error(tmp_path: Path) -> None:
     [
         ([], "(top level)"),
         ({"schema": "other"}, "[schema]"),
-        ({"schema": "mfa-agent/facts", "version": 2, "hosts": {}}, "unsupported facts file version 2"),
+        (
+            {"schema": "mfa-agent/facts", "version": 2, "hosts": {}},
+            "unsupported facts file version 2",
+        ),
         ({"schema": "mfa-agent/facts", "version": 1, "hosts": []}, "[hosts] expected an object"),
         ({"schema": "mfa-agent/facts", "version": 1}, "[hosts] required key is missing"),
-        ({"schema": "mfa-agent/facts", "version": 1, "hosts": {}, "extra": 1}, "[extra] unknown key"),
+        (
+            {"schema": "mfa-agent/facts", "version": 1, "hosts": {}, "extra": 1},
+            "[extra] unknown key",
+        ),
         (minimal(facts={"os": {"value": 1, "error": "x"}}), "[hosts['adfs01'].facts.os]"),
         (minimal(facts={"os": {"error": 5}}), "[hosts['adfs01'].facts.os]"),
-        (minimal(declared={"perimeter": ["10.0.0.0/33"]}), "[hosts['adfs01'].declared.perimeter[0]]"),
+        (
+            minimal(declared={"perimeter": ["10.0.0.0/33"]}),
+            "[hosts['adfs01'].declared.perimeter[0]]",
+        ),
         (minimal(declared={"clock_skew_max_seconds": -1}), "clock_skew_max_seconds"),
         (minimal(roles="adfs"), "[hosts['adfs01'].roles]"),
         (minimal(error={"kind": "x"}), "[hosts['adfs01'].error.message] required key"),
@@ -100,7 +111,9 @@ def test_all_problems_are_reported_at_once() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=25,
 )
 
@@ -115,7 +128,11 @@ def test_arbitrary_json_is_accepted_or_cleanly_rejected(value: Any) -> None:
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(["address", "roles", "declared", "error", "facts", "x"]), json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(["address", "roles", "declared", "error", "facts", "x"]), json_values
+    )
+)
 def test_arbitrary_host_entries_are_accepted_or_cleanly_rejected(entry: dict[str, Any]) -> None:
     doc = {"schema": "mfa-agent/facts", "version": 1, "hosts": {"h": entry}}
     try:
@@ -126,7 +143,9 @@ def test_arbitrary_host_entries_are_accepted_or_cleanly_rejected(entry: dict[str
 
 @settings(max_examples=100)
 @given(st.binary(max_size=200))
-def test_arbitrary_bytes_are_cleanly_rejected(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+def test_arbitrary_bytes_are_cleanly_rejected(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     path = tmp_path_factory.mktemp("fuzz") / "facts.json"
     path.write_bytes(data)
     try:

@@ -1,0 +1,271 @@
+"""The WinRM connector: runs the fact scripts on one Windows host over one WinRM shell.
+
+One `Protocol` per host and scan: open_shell once, one command per fact script, close_shell
+once (pywinrm's `Session.run_ps` would open a shell and re-authenticate per command). Protocols are
+never shared between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import ipaddress
+import json
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from winrm.protocol import Protocol
+
+from agent.connectors.errors import ConnectorError, ErrorKind, classify
+from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
+from agent.inventory import Host
+
+#: The ``-EncodedCommand`` limit as cmd.exe reports it.
+_TOO_LONG = "The command line is too long"
+_SCRIPT_FAILURES = frozenset(
+    {ErrorKind.POWERSHELL_ERROR, ErrorKind.UNREADABLE_OUTPUT, ErrorKind.COMMAND_LINE_TOO_LONG}
+)
+_EXTRAS = {
+    "kerberos": ("requests_kerberos", "kerberos"),
+    "credssp": ("requests_credssp", "credssp"),
+}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every wait has a bound: connecting, one WS-Management operation, and the whole host."""
+
+    connect: float = 10.0
+    operation: int = 20
+    host: float = 120.0
+
+
+def _url_host(address: str) -> str:
+    try:
+        if ipaddress.ip_address(address).version == 6:
+            return f"[{address}]"
+    except ValueError:
+        pass
+    return address
+
+
+def _check_policy(host: Host) -> None:
+    """Refuse combinations that would expose the password, unless the host opts in."""
+    c = host.connection
+    insecure = c.winrm_scheme == "http" and c.winrm_transport in {"basic", "certificate"}
+    if insecure and not c.allow_insecure_transport:
+        raise ConnectorError(
+            ErrorKind.INSECURE_TRANSPORT_REFUSED,
+            f"{c.winrm_transport} over plain http would send credentials unencrypted; "
+            "use https, or ntlm/kerberos (message encryption), or set "
+            "mfa_allow_insecure_transport: true for this host",
+        )
+    extra = _EXTRAS.get(c.winrm_transport)
+    if extra and importlib.util.find_spec(extra[0]) is None:
+        raise ConnectorError(
+            ErrorKind.MISSING_EXTRA,
+            f"the {c.winrm_transport} transport needs an optional extra: "
+            f"pip install 'mfa-agent[{extra[1]}]'",
+        )
+
+
+def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:
+    """A pywinrm `Protocol` configured from the host's inventory variables."""
+    _check_policy(host)
+    c = host.connection
+    password = c.password.reveal() if c.password is not None else None
+    if c.winrm_transport != "certificate" and (not c.user or password is None):
+        raise ConnectorError(
+            ErrorKind.CONFIGURATION,
+            f"{c.winrm_transport} authentication needs ansible_user and ansible_password",
+        )
+    cert_pem = host.vars.get("ansible_winrm_cert_pem")
+    cert_key = host.vars.get("ansible_winrm_cert_key_pem")
+    if c.winrm_transport == "certificate" and not (
+        isinstance(cert_pem, str) and isinstance(cert_key, str)
+    ):
+        raise ConnectorError(
+            ErrorKind.CONFIGURATION,
+            "certificate authentication needs ansible_winrm_cert_pem and "
+            "ansible_winrm_cert_key_pem",
+        )
+    endpoint = f"{c.winrm_scheme}://{_url_host(host.address)}:{c.port}/wsman"
+    try:
+        protocol = Protocol(
+            endpoint,
+            transport=c.winrm_transport,
+            username=c.user,
+            password=password,
+            server_cert_validation=c.winrm_cert_validation,
+            ca_trust_path=c.winrm_ca_trust_path or "legacy_requests",
+            cert_pem=cert_pem if isinstance(cert_pem, str) else None,
+            cert_key_pem=cert_key if isinstance(cert_key, str) else None,
+            read_timeout_sec=timeouts.operation + 10,
+            operation_timeout_sec=timeouts.operation,
+            message_encryption="auto",
+            proxy=None,  # never an environment proxy: traffic goes where the inventory says
+        )
+    except Exception as exc:
+        raise classify(exc, where=host.name) from None
+    # requests takes (connect, read); pywinrm passes read_timeout_sec through unchanged.
+    protocol.transport.read_timeout_sec = (timeouts.connect, timeouts.operation + 10)  # type: ignore[assignment]
+    return protocol
+
+
+def clixml_text(stderr: str) -> str:
+    """The error records of PowerShell's CLIXML stderr as plain text (else the text itself)."""
+    if not stderr.startswith("#< CLIXML"):
+        return stderr.strip()
+    body = stderr.split("\n", 1)[1] if "\n" in stderr else ""
+    try:
+        # pywinrm parses the same replies with ElementTree; expat ≥ 2.4 bounds entity expansion.
+        root = ET.fromstring(body)  # noqa: S314
+    except ET.ParseError:
+        return stderr.strip()
+    parts = [
+        (el.text or "")
+        for el in root.iter()
+        if el.tag.endswith("}S") and el.attrib.get("S") == "Error"
+    ]
+    text = "".join(parts).replace("_x000D_", "").replace("_x000A_", " ")
+    return " ".join(text.split())
+
+
+def parse_script_output(script: FactScript, stdout: bytes, *, where: str) -> dict[str, Any]:
+    """The fact entries a script printed, each checked; facts it left out become errors."""
+    try:
+        document = json.loads(stdout.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ConnectorError(
+            ErrorKind.UNREADABLE_OUTPUT,
+            f"unreadable output from {where}: the {script.name} script did not print JSON "
+            f"({len(stdout)} bytes)",
+        ) from None
+    if not isinstance(document, dict):
+        raise ConnectorError(
+            ErrorKind.UNREADABLE_OUTPUT,
+            f"unreadable output from {where}: the {script.name} script printed a JSON "
+            f"{type(document).__name__}, not an object",
+        )
+    unsupported = document.get("_unsupported")
+    entries: dict[str, Any] = {}
+    for fact in script.facts:
+        entry = document.get(fact)
+        if isinstance(unsupported, str):
+            entries[fact] = {"error": unsupported}
+        elif _is_entry(entry):
+            entries[fact] = entry
+        elif entry is None:
+            entries[fact] = {"error": f"the {script.name} script did not report this fact"}
+        else:
+            entries[fact] = {"error": f"the {script.name} script reported it in an unreadable form"}
+    return entries
+
+
+def _is_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    return set(entry) == {"value"} or (set(entry) == {"error"} and isinstance(entry["error"], str))
+
+
+def _stamp_clock(entries: dict[str, Any], received: datetime) -> None:
+    clock = entries.get("clock")
+    if isinstance(clock, dict) and isinstance(clock.get("value"), dict):
+        clock["value"] = {**clock["value"], "agent_utc": received.isoformat()}
+
+
+class WinRMConnector:
+    """Gathers one host's facts over WinRM. Create one per host and scan; not thread-safe."""
+
+    def __init__(self, host: Host, timeouts: Timeouts) -> None:
+        self.host = host
+        self.timeouts = timeouts
+        self._protocol: Protocol | None = None
+        self._lock = threading.Lock()
+
+    def abort(self) -> None:
+        """Called from the coordinator when the host deadline passed: drop the connection."""
+        with self._lock:
+            protocol = self._protocol
+        if protocol is not None:
+            session = getattr(protocol.transport, "session", None)
+            if session is not None:
+                session.close()
+
+    def gather(
+        self, deadline: float, on_script: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
+        """Run every fact script the host's roles need; return fact name → entry."""
+        scripts = scripts_for(self.host.roles)
+        if not scripts:
+            return {}
+        protocol = build_protocol(self.host, self.timeouts)
+        with self._lock:
+            self._protocol = protocol
+        name = self.host.name
+        facts: dict[str, Any] = {}
+        try:
+            shell = protocol.open_shell(codepage=65001)
+        except Exception as exc:
+            raise classify(exc, where=name) from None
+        try:
+            for script in scripts:
+                if time.monotonic() > deadline:
+                    raise ConnectorError(
+                        ErrorKind.TIMED_OUT, f"timed out: {name} passed its host deadline"
+                    )
+                if on_script is not None:
+                    on_script(script.name)
+                try:
+                    facts.update(self._run(protocol, shell, script))
+                except ConnectorError as exc:
+                    if exc.kind not in _SCRIPT_FAILURES:
+                        raise
+                    # This script's facts are unavailable; the host's other scripts still count.
+                    facts.update({fact: {"error": exc.message} for fact in script.facts})
+        finally:
+            # The shell dies with the connection anyway; a failed close changes no fact.
+            with contextlib.suppress(Exception):
+                protocol.close_shell(shell)
+        return facts
+
+    def _run(self, protocol: Protocol, shell: str, script: FactScript) -> Mapping[str, Any]:
+        name = self.host.name
+        command = script.command_line()
+        if len(command) > MAX_COMMAND_LINE:  # our own bug, caught before Windows does
+            raise ConnectorError(
+                ErrorKind.COMMAND_LINE_TOO_LONG,
+                f"the {script.name} script is {len(command)} characters encoded "
+                f"(limit {MAX_COMMAND_LINE})",
+            )
+        try:
+            command_id = protocol.run_command(shell, command)
+            try:
+                stdout, stderr, code = protocol.get_command_output(shell, command_id)
+            finally:
+                protocol.cleanup_command(shell, command_id)
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise classify(exc, where=name) from None
+        received = datetime.now(UTC)
+        if code != 0:
+            text = clixml_text(stderr.decode("utf-8", "replace"))
+            if _TOO_LONG in text:
+                raise ConnectorError(
+                    ErrorKind.COMMAND_LINE_TOO_LONG,
+                    f"{name} refused the {script.name} script: the command line is too long",
+                )
+            raise ConnectorError(
+                ErrorKind.POWERSHELL_ERROR,
+                f"PowerShell error on {name} in the {script.name} script (exit {code}): "
+                f"{text[:300] or 'no message'}",
+            )
+        entries = parse_script_output(script, stdout, where=name)
+        _stamp_clock(entries, received)
+        return entries

@@ -1,0 +1,227 @@
+"""Gathering facts from many hosts at once: a bounded pool of workers and per-host deadlines.
+
+Every client library here blocks, so each host gets its own thread and its own connection. The
+coordinator enforces each host's deadline itself (a hung host cannot hold the scan — pywinrm
+retries a slow Receive forever), records a timeout for it, drops its connection and starts a
+replacement worker so the pool keeps its size. Workers are daemon threads: one stuck in a read
+cannot keep the process alive after the scan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.winrm import Timeouts, WinRMConnector
+from agent.facts import HostError, HostFacts
+from agent.inventory import Host
+
+log = logging.getLogger(__name__)
+
+
+class Connector(Protocol):
+    """What the pool needs of a connector."""
+
+    def gather(self, deadline: float) -> dict[str, Any]: ...
+
+    def abort(self) -> None: ...
+
+
+ConnectorFactory = Callable[[Host, Timeouts], Connector]
+
+
+class _Unsupported:
+    """Stands in for a connection type this version cannot use, as a clear per-host error."""
+
+    def __init__(self, host: Host, timeouts: Timeouts) -> None:
+        self.kind = host.connection.kind
+
+    def gather(self, deadline: float) -> dict[str, Any]:
+        raise ConnectorError(
+            ErrorKind.CONFIGURATION,
+            f"ansible_connection '{self.kind}' is not supported by this version of mfa-agent",
+        )
+
+    def abort(self) -> None:
+        return None
+
+
+def default_connector(host: Host, timeouts: Timeouts) -> Connector:
+    """The connector for a host's `ansible_connection`."""
+    if host.connection.kind == "winrm":
+        return WinRMConnector(host, timeouts)
+    return _Unsupported(host, timeouts)
+
+
+@dataclass(frozen=True)
+class GatherOptions:
+    """Concurrency and time bounds of a live scan."""
+
+    workers: int = 8
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Facts of every host, in inventory order; `interrupted` if the user stopped the scan."""
+
+    hosts: tuple[HostFacts, ...]
+    interrupted: bool = False
+
+
+def _facts(
+    host: Host, facts: dict[str, Any] | None = None, error: HostError | None = None
+) -> HostFacts:
+    return HostFacts(
+        name=host.name,
+        roles=host.roles,
+        address=host.address,
+        declared=host.declared,
+        facts=facts or {},
+        error=error,
+    )
+
+
+def gather(
+    hosts: Sequence[Host],
+    options: GatherOptions,
+    on_done: Callable[[HostFacts], None] | None = None,
+    factory: ConnectorFactory = default_connector,
+) -> Gathered:
+    """Gather every host's facts; failures become `HostError`s, never exceptions."""
+    pool = _Pool(hosts, options, factory, on_done)
+    return pool.run()
+
+
+class _Pool:
+    def __init__(
+        self,
+        hosts: Sequence[Host],
+        options: GatherOptions,
+        factory: ConnectorFactory,
+        on_done: Callable[[HostFacts], None] | None,
+    ) -> None:
+        self.hosts = list(hosts)
+        self.options = options
+        self.factory = factory
+        self.on_done = on_done
+        self.todo: queue.SimpleQueue[Host] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[HostFacts] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.running: dict[str, tuple[float, Connector, Host]] = {}
+        self.results: dict[str, HostFacts] = {}
+
+    def run(self) -> Gathered:
+        for host in self.hosts:
+            if host.roles:
+                self.todo.put(host)
+            else:  # no role, nothing to read: do not even connect
+                self._record(_facts(host))
+        for _ in range(min(max(1, self.options.workers), len(self.hosts))):
+            self._start_worker()
+        try:
+            while len(self.results) < len(self.hosts):
+                with contextlib.suppress(queue.Empty):
+                    self._record(self.done.get(timeout=0.05))
+                self._expire()
+        except KeyboardInterrupt:
+            self._interrupt()
+            return Gathered(self._ordered(), interrupted=True)
+        return Gathered(self._ordered())
+
+    def _ordered(self) -> tuple[HostFacts, ...]:
+        return tuple(self.results[h.name] for h in self.hosts if h.name in self.results)
+
+    def _record(self, facts: HostFacts) -> None:
+        if facts.name in self.results:
+            return
+        self.results[facts.name] = facts
+        if self.on_done is not None:
+            self.on_done(facts)
+
+    def _start_worker(self) -> None:
+        threading.Thread(target=self._work, name="mfa-agent-gather", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                host = self.todo.get_nowait()
+            except queue.Empty:
+                return
+            deadline = time.monotonic() + self.options.timeouts.host
+            try:
+                connector = self.factory(host, self.options.timeouts)
+            except Exception:
+                log.exception("could not create a connector for %s", host.name)
+                self.done.put(
+                    _facts(host, error=HostError("internal", "could not create a connector"))
+                )
+                continue
+            with self.lock:
+                self.running[host.name] = (deadline, connector, host)
+            result = self._gather_one(host, connector, deadline)
+            with self.lock:
+                abandoned = self.running.pop(host.name, None) is None
+            if abandoned:
+                return  # the coordinator already timed this host out and replaced this worker
+            self.done.put(result)
+
+    def _gather_one(self, host: Host, connector: Connector, deadline: float) -> HostFacts:
+        try:
+            return _facts(host, facts=connector.gather(deadline))
+        except ConnectorError as exc:
+            log.debug("%s: %s", host.name, exc)
+            return _facts(host, error=HostError(exc.kind.value, exc.message))
+        except Exception as exc:  # a bug must cost one host, not the scan
+            log.exception("gathering %s failed unexpectedly", host.name)
+            return _facts(
+                host, error=HostError("internal", f"internal error: {type(exc).__name__}")
+            )
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            expired = [(n, c, h) for n, (d, c, h) in self.running.items() if now > d]
+            for name, _, _ in expired:
+                del self.running[name]
+        for _, connector, host in expired:
+            seconds = self.options.timeouts.host
+            self._record(
+                _facts(
+                    host,
+                    error=HostError(
+                        ErrorKind.TIMED_OUT.value,
+                        f"timed out: {host.name} gave no complete answer within the "
+                        f"{seconds:g} s host deadline",
+                    ),
+                )
+            )
+            _quietly(connector.abort)
+            self._start_worker()
+
+    def _interrupt(self) -> None:
+        with self.lock:
+            running = list(self.running.values())
+            self.running.clear()
+        for _, connector, _ in running:
+            _quietly(connector.abort)
+        for host in self.hosts:
+            if host.name not in self.results:
+                error = HostError(
+                    ErrorKind.INTERRUPTED.value, "scan interrupted before this host was read"
+                )
+                self.results[host.name] = _facts(host, error=error)
+
+
+def _quietly(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except Exception:
+        log.debug("ignored error while aborting a connection", exc_info=True)
