@@ -1,0 +1,204 @@
+"""The loaded inventory: hosts, their connections, the directory and deployment settings.
+
+Everything here is immutable and built only by `agent.inventory.loader`. Passwords are
+`Secret`s, so printing any of these objects never shows one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.errors import Problem
+from agent.facts import Declared
+from agent.inventory.templates import Secret
+
+ConnectionKind = Literal["winrm", "ssh"]
+WinrmTransport = Literal["ntlm", "kerberos", "basic", "certificate", "credssp"]
+WinrmScheme = Literal["https", "http"]
+CertValidation = Literal["validate", "ignore"]
+ShellType = Literal["powershell", "cmd"]
+
+#: Host-key-checking switches in ansible_ssh_common_args that make SSH trust any server.
+_NO_HOST_KEY_CHECKS = ("stricthostkeychecking=no", "userknownhostsfile=/dev/null")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where something is written: a file and a 1-based line (None when unknown)."""
+
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How the agent reaches a host, from the Ansible connection variables."""
+
+    kind: ConnectionKind = "winrm"
+    port: int = 5986
+    user: str | None = None
+    password: Secret | None = None
+    winrm_transport: WinrmTransport = "ntlm"
+    winrm_scheme: WinrmScheme = "https"
+    winrm_cert_validation: CertValidation = "validate"
+    winrm_ca_trust_path: str | None = None
+    ssh_private_key_file: str | None = None
+    ssh_shell_type: ShellType = "powershell"
+    ssh_common_args: str | None = None
+    #: mfa_allow_insecure_transport: the operator accepts the insecure settings above.
+    allow_insecure_transport: bool = False
+    #: True when the scheme was not written but follows from ansible_port 5985, as in Ansible.
+    winrm_scheme_implied: bool = False
+
+    def describe(self) -> str:
+        """One line for reports, e.g. ``winrm/ntlm over https:5986``."""
+        if self.kind == "ssh":
+            return f"ssh/{self.ssh_shell_type} on port {self.port}"
+        return f"winrm/{self.winrm_transport} over {self.winrm_scheme}:{self.port}"
+
+    def trust_notes(self) -> tuple[str, ...]:
+        """Every insecure setting that was explicitly turned on, with the variable that did it."""
+        notes: list[str] = []
+        if self.kind == "winrm":
+            if self.winrm_scheme == "http":
+                why = (
+                    "ansible_port 5985 implies ansible_winrm_scheme: http"
+                    if self.winrm_scheme_implied
+                    else "ansible_winrm_scheme: http"
+                )
+                notes.append(f"WinRM over plain HTTP without TLS ({why})")
+            if self.winrm_cert_validation == "ignore":
+                notes.append(
+                    "TLS certificate validation disabled "
+                    "(ansible_winrm_server_cert_validation: ignore)"
+                )
+        elif self.ssh_common_args and any(
+            switch in self.ssh_common_args.lower().replace(" ", "")
+            for switch in _NO_HOST_KEY_CHECKS
+        ):
+            notes.append("SSH host key checking disabled (ansible_ssh_common_args)")
+        if self.allow_insecure_transport:
+            notes.append("insecure transport allowed (mfa_allow_insecure_transport)")
+        return tuple(notes)
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    """How to reach Active Directory over LDAP (``mfa_directory``)."""
+
+    urls: tuple[str, ...]
+    base_dn: str
+    bind_dn: str | None = None
+    bind_password: Secret | None = None
+    ca_file: str | None = None
+    #: The name expected in the server's TLS certificate, when it differs from the URL host.
+    server_name: str | None = None
+    group: str = "PhoneFactor Admins"
+    starttls: bool = False
+    allow_plain: bool = False
+    validate_certs: bool = True
+    timeout_seconds: int = 10
+    location: Location | None = field(default=None, compare=False)
+
+    def trust_notes(self) -> tuple[str, ...]:
+        """Every insecure setting that was explicitly turned on."""
+        notes: list[str] = []
+        if not self.validate_certs:
+            notes.append("TLS certificate validation disabled (mfa_directory.validate_certs)")
+        plain = any(url.lower().startswith("ldap://") for url in self.urls)
+        if plain and self.allow_plain and not self.starttls:
+            notes.append("LDAP without TLS (mfa_directory.allow_plain)")
+        return tuple(notes)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One inventory host as the agent sees it."""
+
+    name: str
+    address: str
+    roles: frozenset[str]
+    #: Every group the host is in, ancestors and ``all`` included.
+    groups: frozenset[str]
+    connection: Connection
+    declared: Declared
+    location: Location
+    #: The host's variables after Ansible's precedence rules; passwords are `Secret`s.
+    vars: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A `Secret` some host or the directory uses, and where it is written."""
+
+    secret: Secret
+    location: Location
+    key: str
+    #: Host name, or `agent.roles.DIRECTORY_TARGET` for the directory bind password.
+    user: str
+
+
+@dataclass(frozen=True, eq=False)
+class Inventory:
+    """A loaded, validated inventory."""
+
+    path: Path
+    #: ``sha256:<hex>`` over the inventory file and every group_vars/host_vars file read.
+    digest: str
+    #: In order of first definition.
+    hosts: tuple[Host, ...]
+    #: Every group (``all`` and ``ungrouped`` included) → its hosts, children's included.
+    groups: Mapping[str, frozenset[str]]
+    directory: DirectorySettings | None = None
+    #: The validated ``mfa_deployment``: plain JSON-able data, only the keys declared.
+    deployment: Mapping[str, Any] = field(default_factory=dict)
+    phonefactor_admins_allowed: tuple[str, ...] | None = None
+    warnings: tuple[str, ...] = ()
+    secret_refs: tuple[SecretRef, ...] = field(default=(), repr=False)
+
+    def select(self, patterns: Sequence[str]) -> tuple[Host, ...]:
+        """The hosts a ``--limit`` selects, in inventory order (all hosts for no patterns).
+
+        Raises `agent.errors.InputError` naming every pattern that matches nothing.
+        """
+        from agent.inventory.patterns import select_names
+
+        if not patterns:
+            return self.hosts
+        chosen = select_names([h.name for h in self.hosts], self.groups, patterns)
+        return tuple(h for h in self.hosts if h.name in chosen)
+
+    def missing_secrets(self, hosts: Iterable[Host] | None = None) -> list[Problem]:
+        """A problem for every env secret in use whose variable is unset.
+
+        Only secrets of `hosts` (default: every host) and of the directory count.
+        """
+        wanted = None if hosts is None else {h.name for h in hosts}
+        users: dict[tuple[Location, str, str], list[str]] = {}
+        for ref in self.secret_refs:
+            if ref.secret.is_available():
+                continue
+            if wanted is not None and _is_host_ref(ref) and ref.user not in wanted:
+                continue
+            name = ref.secret.env_name or ""
+            user = ref.user if _is_host_ref(ref) else "the directory (mfa_directory)"
+            users.setdefault((ref.location, ref.key, name), []).append(user)
+        return [
+            Problem(
+                location.file,
+                f"environment variable {name} is not set (needed by {', '.join(names)})",
+                location.line,
+                key,
+            )
+            for (location, key, name), names in users.items()
+        ]
+
+
+def _is_host_ref(ref: SecretRef) -> bool:
+    return not ref.user.startswith("(")

@@ -1,0 +1,269 @@
+"""The inventory file's structure: groups, hosts, children and variables, as Ansible reads them.
+
+Follows Ansible's YAML inventory plugin: every top-level key is a group; a group is null or a
+mapping with only ``hosts``, ``vars`` and ``children``; ``hosts``/``children`` may also be a
+single name. Where Ansible warns or lets a later value win silently, this parser reports a
+`Problem` instead: unknown group keys, wrong types, a host or group variable written twice with
+different values.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from agent.errors import Problem
+from agent.inventory.model import Location
+from agent.inventory.ranges import RangeError, expand, split_port
+from agent.inventory.yamlload import YamlMap, kind_of, line_of
+
+GROUP_KEYS: Final = ("hosts", "vars", "children")
+_BAD_HOST_CHARS: Final = frozenset("(),") | frozenset(" \t\r\n\f\v")
+
+
+@dataclass(eq=False)
+class VarDef:
+    """One variable as written in one place (inventory file, group_vars or host_vars)."""
+
+    key: str
+    value: Any
+    location: Location
+    #: ``group <name>`` or the host name, for messages.
+    owner: str
+    #: The group it belongs to; None for a host variable.
+    group: str | None
+    #: Written in the inventory file itself (not group_vars/host_vars).
+    in_inventory: bool = True
+
+
+Vars = dict[str, VarDef]
+
+
+@dataclass
+class GroupNode:
+    """A group and what the inventory file says directly about it."""
+
+    name: str
+    location: Location
+    vars: Vars = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+    #: Direct child groups, each with where the relationship is written.
+    children: dict[str, Location] = field(default_factory=dict)
+
+
+@dataclass
+class HostNode:
+    """A host and its own variables in the inventory file."""
+
+    name: str
+    location: Location
+    vars: Vars = field(default_factory=dict)
+
+
+@dataclass
+class Tree:
+    """Everything the inventory file declares, in order of first definition."""
+
+    groups: dict[str, GroupNode] = field(default_factory=dict)
+    hosts: dict[str, HostNode] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def same_value(first: Any, second: Any) -> bool:
+    """Equality that does not confuse ``1``, ``1.0`` and ``true``."""
+    return type(first) is type(second) and bool(first == second)
+
+
+def set_var(target: Vars, definition: VarDef, problems: list[Problem]) -> None:
+    """Add a definition, reporting a second, different value for the same key."""
+    existing = target.get(definition.key)
+    if existing is None:
+        target[definition.key] = definition
+        return
+    if not same_value(existing.value, definition.value):
+        problems.append(
+            Problem(
+                definition.location.file,
+                f"{definition.owner}: '{definition.key}' is defined twice with different values "
+                f"(line {existing.location.line} and line {definition.location.line})",
+                definition.location.line,
+                definition.key,
+            )
+        )
+
+
+class _Parser:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.tree = Tree()
+
+    def problem(self, message: str, line: int | None, key: str | None = None) -> None:
+        self.tree.problems.append(Problem(self.file, message, line, key))
+
+    def parse(self, data: Any) -> Tree:
+        self.group("all", None)
+        if data is None:
+            self.problem("the inventory is empty; it needs at least 'all:' with hosts", 1)
+        elif not isinstance(data, YamlMap):
+            self.problem(
+                f"the inventory must be a mapping of groups (all: ...), not {kind_of(data)}", 1
+            )
+        else:
+            for name, body in data.items():
+                self.group_entry(name, body, data.line_of(name), None)
+        self.group("ungrouped", None)
+        return self.tree
+
+    def group(self, name: str, line: int | None) -> GroupNode:
+        node = self.tree.groups.get(name)
+        if node is None:
+            node = self.tree.groups[name] = GroupNode(name, Location(self.file, line))
+        elif node.location.line is None and line is not None:
+            node.location = Location(self.file, line)
+        return node
+
+    def group_entry(self, name: Any, body: Any, line: int | None, parent: str | None) -> None:
+        if not isinstance(name, str) or not name.strip():
+            self.problem("group names must be non-empty strings; quote numbers", line, str(name))
+            return
+        if parent is not None and name == "all":
+            self.problem("'all' cannot be a child of another group", line, name)
+            return
+        group = self.group(name, line)
+        if parent is not None:
+            self.tree.groups[parent].children.setdefault(name, Location(self.file, line))
+        if body is None:
+            return
+        if not isinstance(body, YamlMap):
+            self.problem(
+                f"group '{name}' must be a mapping with hosts, vars and children (or empty), "
+                f"not {kind_of(body)}",
+                line,
+                name,
+            )
+            return
+        for key, section in body.items():
+            self.section(group, key, section, body.line_of(key))
+
+    def section(self, group: GroupNode, key: Any, section: Any, line: int | None) -> None:
+        if key == "hosts":
+            self.hosts(group, section, line)
+        elif key == "vars":
+            self.group_vars(group, section, line)
+        elif key == "children":
+            self.children(group, section, line)
+        else:
+            close = difflib.get_close_matches(str(key), GROUP_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.problem(
+                f"unknown key '{key}' in group '{group.name}'{hint}; a group has only "
+                "hosts, vars and children (host variables go under the host, group "
+                "variables under vars)",
+                line,
+                f"{group.name}.{key}",
+            )
+
+    def names(self, group: GroupNode, what: str, section: Any, line: int | None) -> Any:
+        """A hosts/children section as a mapping (a single name is allowed), or None."""
+        if section is None:
+            return None
+        if isinstance(section, str):
+            single = YamlMap(line)
+            single[section] = None
+            return single
+        if not isinstance(section, YamlMap):
+            self.problem(
+                f"'{what}' of group '{group.name}' must be a mapping of names (each name a key, "
+                f"optionally with its own settings), not {kind_of(section)}",
+                line,
+                f"{group.name}.{what}",
+            )
+            return None
+        return section
+
+    def children(self, group: GroupNode, section: Any, line: int | None) -> None:
+        mapping = self.names(group, "children", section, line)
+        for child, body in (mapping or {}).items():
+            self.group_entry(child, body, line_of(mapping, child), group.name)
+
+    def group_vars(self, group: GroupNode, section: Any, line: int | None) -> None:
+        if section is None:
+            return
+        if not isinstance(section, YamlMap):
+            self.problem(
+                f"'vars' of group '{group.name}' must be a mapping of variables, "
+                f"not {kind_of(section)}",
+                line,
+                f"{group.name}.vars",
+            )
+            return
+        self.variables(group.vars, section, f"group {group.name}", group.name)
+
+    def variables(self, target: Vars, section: YamlMap, owner: str, group: str | None) -> None:
+        for key, value in section.items():
+            line = section.line_of(key)
+            if not isinstance(key, str):
+                self.problem(f"{owner}: variable names must be strings", line, str(key))
+                continue
+            definition = VarDef(key, value, Location(self.file, line), owner, group)
+            set_var(target, definition, self.tree.problems)
+
+    def hosts(self, group: GroupNode, section: Any, line: int | None) -> None:
+        mapping = self.names(group, "hosts", section, line)
+        for pattern, body in (mapping or {}).items():
+            self.host_entry(group, pattern, body, line_of(mapping, pattern))
+
+    def host_entry(self, group: GroupNode, pattern: Any, body: Any, line: int | None) -> None:
+        if not isinstance(pattern, str):
+            self.problem("host names must be strings; quote numbers", line, str(pattern))
+            return
+        try:
+            base, port = split_port(pattern)
+            names = expand(base)
+        except RangeError as exc:
+            self.problem(f"invalid host pattern '{pattern}': {exc}", line, pattern)
+            return
+        if body is not None and not isinstance(body, YamlMap):
+            self.problem(
+                f"host '{pattern}' must be a mapping of its variables (or empty), "
+                f"not {kind_of(body)}",
+                line,
+                pattern,
+            )
+            return
+        for name in names:
+            if self.valid_host_name(name, line):
+                self.add_host(group, name, port, body, line)
+
+    def valid_host_name(self, name: str, line: int | None) -> bool:
+        if not name:
+            self.problem("empty host name", line, name)
+            return False
+        if _BAD_HOST_CHARS.intersection(name):
+            self.problem(
+                f"host name '{name[:80]}' may not contain spaces, commas or parentheses",
+                line,
+                name,
+            )
+            return False
+        return True
+
+    def add_host(
+        self, group: GroupNode, name: str, port: int | None, body: YamlMap | None, line: int | None
+    ) -> None:
+        host = self.tree.hosts.get(name)
+        if host is None:
+            host = self.tree.hosts[name] = HostNode(name, Location(self.file, line))
+        if name not in group.hosts:
+            group.hosts.append(name)
+        if port is not None:
+            port_def = VarDef("ansible_port", port, Location(self.file, line), name, None)
+            set_var(host.vars, port_def, self.tree.problems)
+        if body is not None:
+            self.variables(host.vars, body, name, None)
+
+
+def parse_tree(data: Any, file: str) -> Tree:
+    """Read the structure of a parsed inventory file; problems are in `Tree.problems`."""
+    return _Parser(file).parse(data)
