@@ -10,9 +10,10 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 import click
 from rich.console import Console
@@ -23,6 +24,7 @@ from agent.report.writer import FORMATS
 
 if TYPE_CHECKING:
     from agent.inventory import Inventory
+    from agent.scan import ScanOptions, ScanRun
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -167,60 +169,86 @@ def scan(
     evaluates a facts file written earlier by --save-facts, with no network at all.
     """
     from agent import factsfile
-    from agent.connectors.winrm import Timeouts
-    from agent.gather import GatherOptions
-    from agent.progress import ScanProgress
-    from agent.report import RENDERERS, render_terminal, write_atomic, write_reports
-    from agent.scan import ScanOptions, live
+    from agent.scan import ScanOptions
     from agent.scan import replay as replay_scan
 
     if replay is None and inventory_path is None:
         raise InputError(
             Problem("<arguments>", "give an inventory (-i FILE) or a facts file (--replay FILE)")
         )
-    if len(set(formats)) > 1 and output_dir is None:
-        raise InputError(
-            Problem(
-                "<arguments>", "several --format need an output directory (-o DIR)", key="--format"
-            )
-        )
+    _check_output_args(formats, output_dir)
     inventory = _load_inventory(inventory_path) if inventory_path else None
     options = ScanOptions(include=include, skip=skip, limit=limit)
     if replay is not None:
         run = replay_scan(factsfile.load(replay), inventory, options)
     else:
         assert inventory is not None  # checked above: no --replay means -i was given
-        if operation_timeout + 10 > host_timeout:
-            raise InputError(
-                Problem(
-                    "<arguments>",
-                    "--host-timeout must exceed --operation-timeout by 10 s or more",
-                    key="--host-timeout",
-                )
-            )
-        gather_options = GatherOptions(
+        run = _live_scan(
+            inventory,
+            options,
             workers=workers,
-            timeouts=Timeouts(
-                connect=connect_timeout, operation=operation_timeout, host=host_timeout
-            ),
+            timeouts=(connect_timeout, operation_timeout, host_timeout),
         )
-        with ScanProgress() as progress:
-            run = live(
-                inventory,
-                options,
-                gather_options,
-                on_done=progress.host_done,
-                on_start=progress.start,
-            )
+    _deliver(run, save_facts=save_facts, formats=formats, output_dir=output_dir, color=color)
 
-    # Everything below writes: results are kept even if one output fails.
-    written: list[Path] = []
+
+def _check_output_args(formats: Sequence[str], output_dir: str | None) -> None:
+    if len(set(formats)) > 1 and output_dir is None:
+        raise InputError(
+            Problem(
+                "<arguments>", "several --format need an output directory (-o DIR)", key="--format"
+            )
+        )
+
+
+def _live_scan(
+    inventory: Inventory,
+    options: ScanOptions,
+    *,
+    workers: int,
+    timeouts: tuple[float, int, float],
+) -> ScanRun:
+    from agent.connectors.winrm import Timeouts
+    from agent.gather import GatherOptions
+    from agent.progress import ScanProgress
+    from agent.scan import live
+
+    connect, operation, host = timeouts
+    gather_options = GatherOptions(
+        workers=workers, timeouts=Timeouts(connect=connect, operation=operation, host=host)
+    )
+    with ScanProgress() as progress:
+        return live(
+            inventory, options, gather_options, on_done=progress.host_done, on_start=progress.start
+        )
+
+
+def _deliver(
+    run: ScanRun,
+    *,
+    save_facts: str | None,
+    formats: Sequence[str],
+    output_dir: str | None,
+    color: bool | None,
+) -> NoReturn:
+    """Write every requested file, then show the report; one failed write loses nothing else."""
+    from agent import factsfile
+    from agent.report import FILENAMES, RENDERERS, render_terminal, write_atomic
+
+    outputs: list[tuple[Path, Callable[[], str]]] = []
     if save_facts:
-        target = Path(save_facts)
-        write_atomic(target, factsfile.dumps(run.facts))
-        written.append(target)
+        outputs.append((Path(save_facts), lambda: factsfile.dumps(run.facts)))
     if output_dir is not None:
-        written += write_reports(run.report, formats or FORMATS, Path(output_dir))
+        for fmt in dict.fromkeys(formats or FORMATS):
+            outputs.append((Path(output_dir) / FILENAMES[fmt], partial(RENDERERS[fmt], run.report)))
+    written: list[Path] = []
+    failures: list[Problem] = []
+    for path, text in outputs:
+        try:
+            write_atomic(path, text())
+            written.append(path)
+        except OSError as exc:
+            failures.append(Problem(str(path), f"cannot write: {exc.strerror or exc}"))
     if formats and output_dir is None:
         click.echo(RENDERERS[formats[0]](run.report), nl=False)
     else:
@@ -233,9 +261,103 @@ def scan(
         render_terminal(run.report, console)
     for path in written:
         _stderr().print(f"wrote {path}", markup=False)
+    if failures:
+        _print_problems("some output could not be written", failures)
+        raise SystemExit(int(ExitCode.INVALID_INPUT))
     if run.interrupted:
         raise SystemExit(INTERRUPTED)
     raise SystemExit(int(run.report.exit_code()))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--scheme",
+    type=click.Choice(["http", "https"]),
+    default="http",
+    show_default=True,
+    help="http: NTLM with message encryption; https: NTLM over TLS with the lab's own CA.",
+)
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS))
+@click.option("-o", "--output-dir", metavar="DIR", help="Directory for report files.")
+@click.option("--save-facts", metavar="FILE", help="Write the facts the demo gathered to FILE.")
+@click.option("--color/--no-color", default=None)
+def demo(
+    scheme: str,
+    formats: tuple[str, ...],
+    output_dir: str | None,
+    save_facts: str | None,
+    color: bool | None,
+) -> None:
+    """Start the built-in simulated lab, scan it live over WinRM, report, and stop the lab.
+
+    The lab is a small deployment with deliberate problems; its hosts are WS-Management servers
+    on 127.0.1.x that the real WinRM client talks to. Two of them misbehave on purpose: one
+    refuses the password, one never answers (the demo waits 6 s for it).
+    """
+    import os
+    import secrets
+    import tempfile
+
+    from agent.lab import PASSWORD_ENV, start_lab
+    from agent.scan import ScanOptions
+
+    _check_output_args(formats, output_dir)
+    with tempfile.TemporaryDirectory(prefix="mfa-agent-demo-") as state:
+        state_dir = Path(state)
+        password = secrets.token_urlsafe(18)
+        lab_scheme: Literal["http", "https"] = "https" if scheme == "https" else "http"
+        with start_lab(scheme=lab_scheme, password=password, state_dir=state_dir) as lab:
+            inventory_path = lab.write_inventory(state_dir / "lab-inventory.yaml")
+            os.environ[PASSWORD_ENV] = password
+            try:
+                inventory = _load_inventory(str(inventory_path))
+                run = _live_scan(inventory, ScanOptions(), workers=8, timeouts=(2.0, 2, 6.0))
+            finally:
+                os.environ.pop(PASSWORD_ENV, None)
+        _deliver(run, save_facts=save_facts, formats=formats, output_dir=output_dir, color=color)
+
+
+@cli.group("lab")
+def lab_group() -> None:
+    """Run the simulated Windows lab for your own mocked runs (CI pipelines, trying things out)."""
+
+
+@lab_group.command(
+    "serve", epilog="Stop it with Ctrl-C or SIGTERM (its PID is in STATE_DIR/ready)."
+)
+@click.option(
+    "--profiles",
+    type=click.Path(file_okay=False, exists=True),
+    help="Directory of host profiles (YAML); default: the built-in lab.",
+)
+@click.option(
+    "--state-dir",
+    default="mfa-agent-lab",
+    show_default=True,
+    help="Where inventory.yaml, lab.env (the password, mode 0600) and ready are written.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port for every host; 0 gives each host an ephemeral port.",
+)
+@click.option("--scheme", type=click.Choice(["http", "https"]), default="http", show_default=True)
+def lab_serve(profiles: str | None, state_dir: str, port: int, scheme: str) -> None:
+    """Serve a lab until stopped, and write an inventory for it.
+
+    \b
+    Then, in another shell:
+      set -a; . STATE_DIR/lab.env; set +a
+      mfa-agent scan -i STATE_DIR/inventory.yaml
+    """
+    from agent.lab.server import main as serve
+
+    argv = ["--state-dir", state_dir, "--port", str(port), "--scheme", scheme]
+    if profiles:
+        argv += ["--profiles", profiles]
+    raise SystemExit(serve(argv))
 
 
 @cli.command("inventory", epilog=EXIT_CODES_HELP)
