@@ -57,7 +57,7 @@ def test_single_format_goes_to_stdout(run_cli: Run) -> None:
     as_json = replay(run_cli, "--format", "json")
     assert json.loads(as_json.out)["summary"]["exit_code"] == 1
     as_junit = replay(run_cli, "--format", "junit")
-    root = ET.fromstring(as_junit.out)
+    root = ET.fromstring(as_junit.out)  # noqa: S314 (our own output)
     assert root.tag == "testsuites"
     assert int(root.attrib["failures"]) > 0
 
@@ -112,7 +112,8 @@ def test_replay_without_inventory_limits_by_role(run_cli: Run) -> None:
 def test_host_missing_from_facts_is_an_error_for_that_host(run_cli: Run, tmp_path: Path) -> None:
     inventory = tmp_path / "inv.yaml"
     inventory.write_text(
-        "all:\n  children:\n    adfs:\n      hosts:\n        adfs01.lab.example:\n        newnode.lab.example:\n"
+        "all:\n  children:\n    adfs:\n      hosts:\n"
+        "        adfs01.lab.example:\n        newnode.lab.example:\n"
     )
     result = run_cli("scan", "-i", str(inventory), "--replay", FACTS, "--format", "json")
     document = json.loads(result.out)
@@ -151,7 +152,8 @@ def test_bad_input_is_exit_3_with_a_clear_message(
 def test_malformed_inventory_names_file_line_and_key(run_cli: Run, tmp_path: Path) -> None:
     inventory = tmp_path / "bad.yaml"
     inventory.write_text(
-        "all:\n  vars:\n    mfa_networks:\n      perimeter: [10.0.0.0/33]\n  hosts:\n    a.example:\n"
+        "all:\n  vars:\n    mfa_networks:\n      perimeter: [10.0.0.0/33]\n"
+        "  hosts:\n    a.example:\n"
     )
     result = run_cli("scan", "-i", str(inventory), "--replay", FACTS)
     assert result.code == 3

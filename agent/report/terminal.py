@@ -153,11 +153,15 @@ def _header(report: ScanReport) -> RenderableType:
 
 def _attention(report: ScanReport) -> RenderableType | None:
     lines: list[Text] = []
+    # The same note on many hosts (usually set once in group vars) is shown once, with its hosts.
+    hosts_by_note: dict[str, list[str]] = {}
     for host in report.hosts:
         for note in host.trust_notes:
-            lines.append(
-                Text.assemble(("TRUST NOTE ", "bold yellow"), _t(f"{host.name}: "), _t(note))
-            )
+            hosts_by_note.setdefault(note, []).append(host.name)
+    for note, names in hosts_by_note.items():
+        lines.append(
+            Text.assemble(("TRUST NOTE ", "bold yellow"), _t(f"{', '.join(names)}: "), _t(note))
+        )
     for warning in report.warnings:
         lines.append(Text.assemble(("WARNING ", "bold yellow"), _t(warning)))
     if not lines:
