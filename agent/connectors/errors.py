@@ -31,6 +31,8 @@ class ErrorKind(StrEnum):
     CONNECTION_FAILED = "connection-failed"
     TLS_VERIFICATION_FAILED = "tls-verification-failed"
     AUTHENTICATION_REFUSED = "authentication-refused"
+    STRONG_AUTH_REQUIRED = "strong-auth-required"
+    DIRECTORY_ERROR = "directory-error"
     TIMED_OUT = "timed-out"
     WSMAN_FAULT = "wsman-fault"
     HTTP_ERROR = "http-error"
