@@ -1,25 +1,31 @@
 """A scan from start to finish: choose hosts and checks, get facts, evaluate, build the report.
 
-Facts come from a facts file (replay) or, in later parts, from live connectors; either way they
+Facts come from a facts file (replay) or from live connectors (WinRM, LDAP); either way they
 end up as the same `HostFacts`, so the engine and reporters do not know which it was.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from agent import __version__
+from agent.connectors.errors import ConnectorError
+from agent.connectors.ldap import read_directory
 from agent.engine import evaluate, select_checks
 from agent.errors import InputError, Problem
 from agent.facts import DirectoryView, Fleet, HostError, HostFacts
 from agent.factsfile import FactsFile
 from agent.gather import GatherOptions, gather
-from agent.inventory import Host, Inventory
+from agent.inventory import DirectorySettings, Host, Inventory
 from agent.registry import Check, load_catalogue
 from agent.report.model import HostSummary, ScanReport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,29 @@ def _secret_problems(hosts: Sequence[Host], inventory: Inventory) -> list[Proble
     return problems
 
 
+def service_accounts(hosts: Sequence[HostFacts]) -> list[str]:
+    """The AD FS service log-on accounts the AD FS nodes reported (to look up in the directory)."""
+    accounts: list[str] = []
+    for host in hosts:
+        entry = host.facts.get("adfs") if host.error is None else None
+        value = entry.get("value") if isinstance(entry, dict) else None
+        account = value.get("service_account") if isinstance(value, dict) else None
+        if isinstance(account, str) and account and account not in accounts:
+            accounts.append(account)
+    return accounts
+
+
+def gather_directory(settings: DirectorySettings, accounts: Sequence[str]) -> dict[str, Any]:
+    """The directory entry of a live scan: ``{"value": facts}`` or ``{"error": why}``."""
+    try:
+        return {"value": read_directory(settings, accounts)}
+    except ConnectorError as exc:
+        return {"error": exc.message}
+    except Exception as exc:  # a bug must cost the directory checks, not the scan
+        log.exception("reading the directory failed unexpectedly")
+        return {"error": f"internal error reading the directory: {type(exc).__name__}"}
+
+
 def live(
     inventory: Inventory,
     options: ScanOptions,
@@ -168,14 +197,19 @@ def live(
     if on_start is not None:
         on_start(len(selected))
     gathered = gather(selected, gather_options, on_done=on_done)
+    entry = None
+    if inventory.directory is not None and not gathered.interrupted:
+        entry = gather_directory(inventory.directory, service_accounts(gathered.hosts))
     fleet = Fleet(
         hosts=gathered.hosts,
-        directory=directory_view(inventory, None),
+        directory=directory_view(inventory, entry),
         deployment=inventory.deployment,
     )
     by_name = {h.name: h for h in gathered.hosts}
     summaries = tuple(_summary(h, by_name[h.name]) for h in selected)
     warnings = tuple(inventory.warnings) + tuple(options.extra_warnings)
+    if inventory.directory is not None:
+        warnings += tuple(f"directory: {note}" for note in inventory.directory.trust_notes())
     if gathered.interrupted:
         warnings += ("the scan was interrupted: hosts not yet read are reported as ERROR",)
     run = _report(
