@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.ssh import SSHConnector
 from agent.connectors.winrm import Timeouts, WinRMConnector
 from agent.facts import HostError, HostFacts
 from agent.inventory import Host
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 class Connector(Protocol):
     """What the pool needs of a connector."""
 
+    #: What the connection did that a report must show (e.g. a host key accepted on first use).
+    notes: list[str]
+
     def gather(self, deadline: float) -> dict[str, Any]: ...
 
     def abort(self) -> None: ...
@@ -37,27 +41,11 @@ class Connector(Protocol):
 ConnectorFactory = Callable[[Host, Timeouts], Connector]
 
 
-class _Unsupported:
-    """Stands in for a connection type this version cannot use, as a clear per-host error."""
-
-    def __init__(self, host: Host, timeouts: Timeouts) -> None:
-        self.kind = host.connection.kind
-
-    def gather(self, deadline: float) -> dict[str, Any]:
-        raise ConnectorError(
-            ErrorKind.CONFIGURATION,
-            f"ansible_connection '{self.kind}' is not supported by this version of mfa-agent",
-        )
-
-    def abort(self) -> None:
-        return None
-
-
 def default_connector(host: Host, timeouts: Timeouts) -> Connector:
     """The connector for a host's `ansible_connection`."""
-    if host.connection.kind == "winrm":
-        return WinRMConnector(host, timeouts)
-    return _Unsupported(host, timeouts)
+    if host.connection.kind == "ssh":
+        return SSHConnector(host, timeouts)
+    return WinRMConnector(host, timeouts)
 
 
 @dataclass(frozen=True)
@@ -74,6 +62,8 @@ class Gathered:
 
     hosts: tuple[HostFacts, ...]
     interrupted: bool = False
+    #: Per host, what its connection did that the report must show.
+    notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _facts(
@@ -117,6 +107,7 @@ class _Pool:
         self.lock = threading.Lock()
         self.running: dict[str, tuple[float, Connector, Host]] = {}
         self.results: dict[str, HostFacts] = {}
+        self.notes: dict[str, tuple[str, ...]] = {}
 
     def run(self) -> Gathered:
         for host in self.hosts:
@@ -133,8 +124,8 @@ class _Pool:
                 self._expire()
         except KeyboardInterrupt:
             self._interrupt()
-            return Gathered(self._ordered(), interrupted=True)
-        return Gathered(self._ordered())
+            return Gathered(self._ordered(), interrupted=True, notes=dict(self.notes))
+        return Gathered(self._ordered(), notes=dict(self.notes))
 
     def _ordered(self) -> tuple[HostFacts, ...]:
         return tuple(self.results[h.name] for h in self.hosts if h.name in self.results)
@@ -167,6 +158,9 @@ class _Pool:
             with self.lock:
                 self.running[host.name] = (deadline, connector, host)
             result = self._gather_one(host, connector, deadline)
+            if connector.notes:
+                with self.lock:
+                    self.notes[host.name] = tuple(connector.notes)
             with self.lock:
                 abandoned = self.running.pop(host.name, None) is None
             if abandoned:

@@ -206,7 +206,9 @@ def live(
         deployment=inventory.deployment,
     )
     by_name = {h.name: h for h in gathered.hosts}
-    summaries = tuple(_summary(h, by_name[h.name]) for h in selected)
+    summaries = tuple(
+        _summary(h, by_name[h.name], gathered.notes.get(h.name, ())) for h in selected
+    )
     warnings = tuple(inventory.warnings) + tuple(options.extra_warnings)
     if inventory.directory is not None:
         warnings += tuple(f"directory: {note}" for note in inventory.directory.trust_notes())
@@ -225,13 +227,13 @@ def live(
     return ScanRun(report=run.report, facts=run.facts, interrupted=gathered.interrupted)
 
 
-def _summary(host: Host, facts: HostFacts) -> HostSummary:
+def _summary(host: Host, facts: HostFacts, notes: tuple[str, ...] = ()) -> HostSummary:
     return HostSummary(
         name=host.name,
         address=host.address,
         roles=tuple(sorted(host.roles)),
         connection=host.connection.describe(),
-        trust_notes=host.connection.trust_notes(),
+        trust_notes=host.connection.trust_notes() + notes,
         error=None if facts.error is None else facts.error.message,
     )
 

@@ -182,12 +182,14 @@ def test_inventory_command_validates_and_masks(
     assert "MFA_AGENT_PASSWORD" in missing.err
     monkeypatch.setenv("MFA_AGENT_PASSWORD", "Example-Host-Pa55")
     monkeypatch.setenv("MFA_LDAP_PASSWORD", "Example-Ldap-Pa55")
+    monkeypatch.setenv("MFA_SSH_KEY_PASSPHRASE", "Example-Key-Pa55")
     ok = run_cli("inventory", "-i", example, "--format", "json")
     assert ok.code == 0
     document = json.loads(ok.out)
     assert any("adfs" in h["roles"] for h in document["hosts"])
     assert "Example-Host-Pa55" not in ok.out + ok.err
     assert "Example-Ldap-Pa55" not in ok.out + ok.err
+    assert "Example-Key-Pa55" not in ok.out + ok.err
 
 
 def test_secrets_never_appear_in_any_output(

@@ -27,7 +27,8 @@ from agent.inventory import Host
 
 #: The ``-EncodedCommand`` limit as cmd.exe reports it.
 _TOO_LONG = "The command line is too long"
-_SCRIPT_FAILURES = frozenset(
+#: Failures of one script (its facts become errors) rather than of the whole host.
+SCRIPT_FAILURES = frozenset(
     {ErrorKind.POWERSHELL_ERROR, ErrorKind.UNREADABLE_OUTPUT, ErrorKind.COMMAND_LINE_TOO_LONG}
 )
 _EXTRAS = {
@@ -173,7 +174,7 @@ def _is_entry(entry: Any) -> bool:
     return set(entry) == {"value"} or (set(entry) == {"error"} and isinstance(entry["error"], str))
 
 
-def _stamp_clock(entries: dict[str, Any], received: datetime) -> None:
+def stamp_clock(entries: dict[str, Any], received: datetime) -> None:
     clock = entries.get("clock")
     if isinstance(clock, dict) and isinstance(clock.get("value"), dict):
         clock["value"] = {**clock["value"], "agent_utc": received.isoformat()}
@@ -186,6 +187,7 @@ class WinRMConnector:
         self.host = host
         self.timeouts = timeouts
         self._protocol: Protocol | None = None
+        self.notes: list[str] = []
         self._lock = threading.Lock()
 
     def abort(self) -> None:
@@ -224,7 +226,7 @@ class WinRMConnector:
                 try:
                     facts.update(self._run(protocol, shell, script))
                 except ConnectorError as exc:
-                    if exc.kind not in _SCRIPT_FAILURES:
+                    if exc.kind not in SCRIPT_FAILURES:
                         raise
                     # This script's facts are unavailable; the host's other scripts still count.
                     facts.update({fact: {"error": exc.message} for fact in script.facts})
@@ -267,5 +269,5 @@ class WinRMConnector:
                 f"{text[:300] or 'no message'}",
             )
         entries = parse_script_output(script, stdout, where=name)
-        _stamp_clock(entries, received)
+        stamp_clock(entries, received)
         return entries

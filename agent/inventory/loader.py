@@ -37,6 +37,7 @@ from agent.inventory.settings import (
     GROUP_PRIORITY,
     INVENTORY_WIDE,
     MFA_VARIABLES,
+    OTHER_SECRETS,
     PASSWORD_VARIABLES,
     Ctx,
     Rejected,
@@ -174,7 +175,7 @@ def _check_definition(state: _State, definition: VarDef) -> None:
     except Rejected:
         return
     state.checked[definition] = value
-    if definition.key in PASSWORD_VARIABLES and value.source == "inline":
+    if definition.key in (*PASSWORD_VARIABLES, *OTHER_SECRETS) and value.source == "inline":
         _warn_inline(state, definition.owner, definition.key)
     if isinstance(value, DirectorySettings) and _is_inline(value.bind_password):
         _warn_inline(state, definition.owner, "mfa_directory.bind_password")
@@ -301,6 +302,16 @@ def _build_host(state: _State, node: HostNode, groups: frozenset[str], effective
         state.secret_refs.append(
             SecretRef(connection.password, definition.location, password_key, node.name)
         )
+    passphrase = effective.get("mfa_ssh_key_passphrase")
+    if connection.ssh_key_passphrase is not None and passphrase is not None:
+        state.secret_refs.append(
+            SecretRef(
+                connection.ssh_key_passphrase,
+                passphrase.location,
+                "mfa_ssh_key_passphrase",
+                node.name,
+            )
+        )
     networks = values.get("mfa_networks", {})
     return Host(
         name=node.name,
@@ -368,6 +379,7 @@ def _connection(values: Mapping[str, Any]) -> Connection:
         "ssh_private_key_file": values.get("ansible_ssh_private_key_file"),
         "ssh_shell_type": values.get("ansible_shell_type", "powershell"),
         "ssh_common_args": values.get("ansible_ssh_common_args"),
+        "ssh_key_passphrase": values.get("mfa_ssh_key_passphrase"),
     }
     if kind == "ssh":
         return Connection(kind="ssh", port=port or 22, **common)

@@ -51,6 +51,8 @@ class Connection:
     ssh_private_key_file: str | None = None
     ssh_shell_type: ShellType = "powershell"
     ssh_common_args: str | None = None
+    #: mfa_ssh_key_passphrase: the passphrase of ansible_ssh_private_key_file, if it has one.
+    ssh_key_passphrase: Secret | None = None
     #: mfa_allow_insecure_transport: the operator accepts the insecure settings above.
     allow_insecure_transport: bool = False
     #: True when the scheme was not written but follows from ansible_port 5985, as in Ansible.
@@ -78,11 +80,15 @@ class Connection:
                     "TLS certificate validation disabled "
                     "(ansible_winrm_server_cert_validation: ignore)"
                 )
-        elif self.ssh_common_args and any(
-            switch in self.ssh_common_args.lower().replace(" ", "")
-            for switch in _NO_HOST_KEY_CHECKS
-        ):
-            notes.append("SSH host key checking disabled (ansible_ssh_common_args)")
+        elif self.ssh_common_args:
+            args = self.ssh_common_args.lower().replace(" ", "")
+            if any(switch in args for switch in _NO_HOST_KEY_CHECKS):
+                notes.append("SSH host key checking disabled (ansible_ssh_common_args)")
+            elif "stricthostkeychecking=accept-new" in args:
+                notes.append(
+                    "an unknown SSH host key is accepted on first use "
+                    "(StrictHostKeyChecking=accept-new in ansible_ssh_common_args)"
+                )
         if self.allow_insecure_transport:
             notes.append("insecure transport allowed (mfa_allow_insecure_transport)")
         return tuple(notes)

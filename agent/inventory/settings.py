@@ -381,6 +381,7 @@ MFA_VARIABLES: Final[Mapping[str, Validator]] = {
     "mfa_phonefactor_admins_allowed": list_of(text),
     "mfa_clock_skew_max_seconds": integer(1),
     "mfa_allow_insecure_transport": boolean,
+    "mfa_ssh_key_passphrase": secret,
 }
 
 #: ``mfa_*`` variables that describe the whole deployment: only the ``all`` group may set them.
@@ -390,6 +391,8 @@ INVENTORY_WIDE: Final = frozenset(
 
 #: Password variables: env lookups become `Secret`s here, and inline values warn.
 PASSWORD_VARIABLES: Final = ("ansible_password", "ansible_ssh_pass", "ansible_winrm_password")
+#: Secrets that are not passwords of the connection itself.
+OTHER_SECRETS: Final = ("mfa_ssh_key_passphrase",)
 
 
 def host_value(ctx: Ctx, value: Any) -> str | None:

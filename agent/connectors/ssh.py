@@ -1,0 +1,298 @@
+"""The SSH connector: the same fact scripts over OpenSSH on Windows, optionally via bastions.
+
+One SSH connection (paramiko `Transport`) per host and scan, one exec channel per fact script.
+Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
+the host and for every bastion; an unknown or changed key is an ERROR that shows the fingerprint.
+Authentication tries the key file (passphrase from ``mfa_ssh_key_passphrase``), then ssh-agent,
+then the password.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.sshopts import HostKeyPolicy, Jump, SshOptions, parse_ssh_args
+from agent.connectors.winrm import (
+    SCRIPT_FAILURES,
+    Timeouts,
+    clixml_text,
+    parse_script_output,
+    stamp_clock,
+)
+from agent.factscripts import FactScript, scripts_for
+from agent.inventory import Host
+
+#: Exit codes of a shell that could not find the program: sh, cmd.exe.
+_NOT_FOUND = frozenset({127, 9009})
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """How known_hosts names a host: ``host``, or ``[host]:port`` off port 22."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+@dataclass
+class HostKeyCheck:
+    """Verifies server keys against a known_hosts file under one policy; records what it did."""
+
+    policy: HostKeyPolicy
+    known: paramiko.HostKeys
+    accepted: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, options: SshOptions) -> HostKeyCheck:
+        """The known hosts of the inventory's file, else the user's (missing file: none known)."""
+        path = Path(options.known_hosts_file or "~/.ssh/known_hosts").expanduser()
+        known = paramiko.HostKeys()
+        if path.exists():
+            try:
+                known.load(str(path))
+            except (OSError, paramiko.SSHException, ValueError) as exc:
+                raise ConnectorError(
+                    ErrorKind.CONFIGURATION, f"cannot read known hosts file {path}: {exc}"
+                ) from None
+        elif options.known_hosts_file and options.known_hosts_file != "/dev/null":
+            raise ConnectorError(ErrorKind.CONFIGURATION, f"known hosts file {path} does not exist")
+        return cls(policy=options.host_key_policy, known=known)
+
+    def verify(self, host: str, port: int, key: paramiko.PKey) -> None:
+        """Accept the key, or raise HOST_KEY_UNKNOWN / HOST_KEY_CHANGED with its fingerprint."""
+        name = known_hosts_name(host, port)
+        entry = self.known.lookup(name)
+        shown = f"{key.get_name()} {fingerprint(key)}"
+        if self.policy == "no":
+            return
+        if entry is None:
+            if self.policy == "accept-new":
+                self.accepted.append(f"{name}: accepted new host key {shown}")
+                return
+            raise ConnectorError(
+                ErrorKind.HOST_KEY_UNKNOWN,
+                f"host key of {name} is not in known_hosts: {shown} — verify it, then add it "
+                f"(ssh-keyscan -p {port} {host} >> known_hosts), or opt in with "
+                "-o StrictHostKeyChecking=accept-new",
+            )
+        expected = entry.get(key.get_name())
+        if expected is None or expected != key:
+            raise ConnectorError(
+                ErrorKind.HOST_KEY_CHANGED,
+                f"host key of {name} CHANGED: it presents {shown}, which known_hosts does not "
+                "have for it (a reinstalled host, or someone in the middle)",
+            )
+
+
+def _connect_error(exc: BaseException, where: str) -> ConnectorError:
+    if isinstance(exc, ConnectorError):
+        return exc
+    if isinstance(exc, socket.gaierror):
+        return ConnectorError(ErrorKind.NAME_NOT_RESOLVED, f"name not resolved: {where}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectorError(ErrorKind.CONNECTION_REFUSED, f"connection refused by {where}")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return ConnectorError(ErrorKind.TIMED_OUT, f"timed out waiting for {where}")
+    if isinstance(exc, paramiko.ChannelException):
+        return ConnectorError(
+            ErrorKind.CONNECTION_REFUSED,
+            f"the bastion could not open a connection to {where}: {exc.text}",
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return ConnectorError(ErrorKind.AUTHENTICATION_REFUSED, f"authentication failed on {where}")
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
+        return ConnectorError(ErrorKind.CONNECTION_RESET, f"connection reset by {where}")
+    if isinstance(exc, paramiko.SSHException):
+        return ConnectorError(
+            ErrorKind.CONNECTION_FAILED, f"SSH negotiation with {where} failed: {exc}"
+        )
+    return ConnectorError(ErrorKind.CONNECTION_FAILED, f"could not connect to {where}")
+
+
+class SSHConnector:
+    """Gathers one host's facts over SSH. Create one per host and scan; not thread-safe."""
+
+    def __init__(self, host: Host, timeouts: Timeouts) -> None:
+        self.host = host
+        self.timeouts = timeouts
+        self._transports: list[paramiko.Transport] = []
+        self._lock = threading.Lock()
+        self.notes: list[str] = []
+
+    def abort(self) -> None:
+        """Called from the coordinator when the host deadline passed: drop every connection."""
+        with self._lock:
+            transports = list(self._transports)
+        for transport in reversed(transports):
+            with contextlib.suppress(Exception):
+                transport.close()
+
+    def gather(
+        self, deadline: float, on_script: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
+        """Run every fact script the host's roles need; return fact name → entry."""
+        scripts = scripts_for(self.host.roles)
+        if not scripts:
+            return {}
+        options = parse_ssh_args(self.host.connection.ssh_common_args)
+        keys = HostKeyCheck.load(options)
+        try:
+            transport = self._open(options, keys)
+            self.notes += keys.accepted
+            facts: dict[str, Any] = {}
+            for script in scripts:
+                if time.monotonic() > deadline:
+                    raise ConnectorError(
+                        ErrorKind.TIMED_OUT, f"timed out: {self.host.name} passed its host deadline"
+                    )
+                if on_script is not None:
+                    on_script(script.name)
+                try:
+                    facts.update(self._run(transport, script))
+                except ConnectorError as exc:
+                    if exc.kind not in SCRIPT_FAILURES:
+                        raise
+                    facts.update({fact: {"error": exc.message} for fact in script.facts})
+            return facts
+        finally:
+            self.abort()
+
+    def _open(self, options: SshOptions, keys: HostKeyCheck) -> paramiko.Transport:
+        """The transport to the host, through each bastion of the ProxyJump chain in turn."""
+        c = self.host.connection
+        hops = [*options.jumps, Jump(self.host.address, c.port, c.user)]
+        transport: paramiko.Transport | None = None
+        for i, hop in enumerate(hops):
+            via = f" via {hops[i - 1]}" if i else ""
+            where = f"{hop.host}:{hop.port}{via}"
+            try:
+                sock = self._socket(transport, hop)
+                transport = self._handshake(sock, hop, keys, where)
+            except Exception as exc:
+                raise _connect_error(exc, where) from None
+        assert transport is not None
+        return transport
+
+    def _socket(self, previous: paramiko.Transport | None, hop: Jump) -> Any:
+        if previous is None:
+            return socket.create_connection((hop.host, hop.port), timeout=self.timeouts.connect)
+        return previous.open_channel(
+            "direct-tcpip", (hop.host, hop.port), ("127.0.0.1", 0), timeout=self.timeouts.connect
+        )
+
+    def _handshake(
+        self, sock: Any, hop: Jump, keys: HostKeyCheck, where: str
+    ) -> paramiko.Transport:
+        transport = paramiko.Transport(sock)
+        with self._lock:
+            self._transports.append(transport)
+        transport.banner_timeout = self.timeouts.connect
+        transport.auth_timeout = self.timeouts.connect
+        transport.start_client(timeout=self.timeouts.connect)
+        keys.verify(hop.host, hop.port, transport.get_remote_server_key())
+        self._authenticate(transport, hop.user or self.host.connection.user, where)
+        return transport
+
+    def _authenticate(self, transport: paramiko.Transport, user: str | None, where: str) -> None:
+        c = self.host.connection
+        if not user:
+            raise ConnectorError(
+                ErrorKind.CONFIGURATION, f"no user to sign in to {where} (ansible_user)"
+            )
+        tried: list[str] = []
+        if c.ssh_private_key_file:
+            tried.append("key file")
+            if self._try(lambda: transport.auth_publickey(user, self._private_key())):
+                return
+        agent = paramiko.Agent()
+        try:
+            agent_keys = agent.get_keys()
+            if agent_keys:
+                tried.append("ssh-agent")
+            for key in agent_keys:
+                if self._try(partial(transport.auth_publickey, user, key)):
+                    return
+        finally:
+            agent.close()
+        if c.password is not None:
+            tried.append("password")
+            password = c.password.reveal()
+            if self._try(lambda: transport.auth_password(user, password)):
+                return
+        methods = ", ".join(tried) or "no method configured"
+        raise ConnectorError(
+            ErrorKind.AUTHENTICATION_REFUSED,
+            f"authentication failed for {user} on {where} (tried: {methods})",
+        )
+
+    @staticmethod
+    def _try(attempt: Callable[[], object]) -> bool:
+        try:
+            attempt()
+        except paramiko.AuthenticationException:
+            return False
+        return True
+
+    def _private_key(self) -> paramiko.PKey:
+        c = self.host.connection
+        path = str(Path(c.ssh_private_key_file or "").expanduser())
+        passphrase = c.ssh_key_passphrase.reveal() if c.ssh_key_passphrase is not None else None
+        try:
+            return paramiko.PKey.from_path(path, password=passphrase)
+        except paramiko.PasswordRequiredException:
+            raise ConnectorError(
+                ErrorKind.CONFIGURATION,
+                f"the key {path} is encrypted: set mfa_ssh_key_passphrase for this host",
+            ) from None
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            reason = "wrong passphrase or unreadable key" if passphrase else str(exc)
+            raise ConnectorError(
+                ErrorKind.CONFIGURATION, f"cannot load the key {path}: {reason}"
+            ) from None
+
+    def _run(self, transport: paramiko.Transport, script: FactScript) -> dict[str, Any]:
+        name = self.host.name
+        try:
+            channel = transport.open_session(timeout=self.timeouts.connect)
+            channel.settimeout(self.timeouts.operation + 10)
+            channel.exec_command(script.command_line())
+            stdout = channel.makefile("rb").read()
+            stderr = channel.makefile_stderr("rb").read()
+            code = channel.recv_exit_status()
+            channel.close()
+        except Exception as exc:
+            raise _connect_error(exc, name) from None
+        received = datetime.now(UTC)
+        if code in _NOT_FOUND:
+            raise ConnectorError(
+                ErrorKind.POWERSHELL_MISSING,
+                f"PowerShell is not available on {name} (exit {code}): "
+                "the remote shell found no 'powershell' program",
+            )
+        if code != 0:
+            text = clixml_text(stderr.decode("utf-8", "replace"))
+            raise ConnectorError(
+                ErrorKind.POWERSHELL_ERROR,
+                f"PowerShell error on {name} in the {script.name} script (exit {code}): "
+                f"{text[:300] or 'no message'}",
+            )
+        entries = parse_script_output(script, stdout, where=name)
+        stamp_clock(entries, received)
+        return entries
