@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -21,12 +22,14 @@ class Status(StrEnum):
     ERROR = "ERROR"  #: could not tell: fact missing or failed, host unreachable
     SKIP = "SKIP"  #: does not apply
     MANUAL = "MANUAL"  #: needs an attestation the agent cannot read
+    WAIVED = "WAIVED"  #: a FAIL accepted by a current waiver (does not fail the exit code)
 
 
 #: Display and sorting order of statuses, worst first.
 STATUS_ORDER: tuple[Status, ...] = (
     Status.FAIL,
     Status.ERROR,
+    Status.WAIVED,
     Status.MANUAL,
     Status.SKIP,
     Status.PASS,
@@ -133,6 +136,21 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Waiver:
+    """An accepted risk: FAILs of `check_id` on targets matching `hosts` become WAIVED until
+    `expires` (the last day it applies, UTC)."""
+
+    check_id: str
+    #: A host name, group-free glob (``adfs*.corp.example``), or ``(directory)``/``(deployment)``.
+    hosts: str
+    justification: str
+    approver: str
+    expires: date
+    #: Where it is written, ``file:line``.
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Result:
     """One check's conclusion about one target, with its evidence."""
 
@@ -141,6 +159,8 @@ class Result:
     status: Status
     reason: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    #: The waiver that made a FAIL WAIVED, if any.
+    waiver: Waiver | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "evidence", _freeze(self.evidence))

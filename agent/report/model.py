@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from agent.errors import ExitCode
-from agent.model import STATUS_ORDER, CheckMeta, Result, Status
+from agent.model import STATUS_ORDER, CheckMeta, Result, Status, Waiver
 from agent.roles import DEPLOYMENT_TARGET, DIRECTORY_TARGET
 
 #: The scan modes a report can come from.
@@ -50,6 +50,56 @@ class HostSummary:
         object.__setattr__(self, "trust_notes", tuple(self.trust_notes))
 
 
+WaiverStateName = Literal["active", "expired", "unused"]
+
+
+@dataclass(frozen=True)
+class WaiverState:
+    """A waiver of the waivers file and what it did in this scan."""
+
+    waiver: Waiver
+    #: active: in force (it may still have matched nothing that failed); expired: past its
+    #: date, applied to nothing; unused: in force but its check/hosts matched no result at all.
+    state: WaiverStateName
+    #: Days until it expires (negative once expired), counted in UTC from the scan's start.
+    days_left: int
+    #: Results it turned from FAIL into WAIVED, as ``(check_id, target)``.
+    waived: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def expiring_soon(self) -> bool:
+        """In force, and expires within 14 days."""
+        return self.state != "expired" and self.days_left <= EXPIRY_WARNING_DAYS
+
+
+#: Waivers expiring within this many days are flagged in every report.
+EXPIRY_WARNING_DAYS: Final = 14
+
+
+@dataclass(frozen=True)
+class DeltaItem:
+    """One result that changed (or stayed failing) since the previous scan."""
+
+    check_id: str
+    target: str
+    before: Status | None
+    after: Status | None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What changed since the previous scan of the same inventory."""
+
+    previous_scan_id: int
+    previous_started_at: datetime
+    new_failures: tuple[DeltaItem, ...] = ()
+    fixed: tuple[DeltaItem, ...] = ()
+    still_failing: tuple[DeltaItem, ...] = ()
+    new_errors: tuple[DeltaItem, ...] = ()
+    hosts_added: tuple[str, ...] = ()
+    hosts_removed: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ScanReport:
     """The outcome of one scan: its context, the checks run and every result.
@@ -76,12 +126,18 @@ class ScanReport:
     results: tuple[Result, ...]
     #: Scan-wide warnings (inventory oddities, options that weaken the scan, …).
     warnings: tuple[str, ...] = ()
+    #: Every waiver of the waivers file (``--waivers``) and what it did; empty without one.
+    waivers: tuple[WaiverState, ...] = ()
+    #: The change since the previous scan of the same inventory (history), if there was one.
+    delta: Delta | None = None
+    #: The history database's id of this scan, once recorded.
+    scan_id: int | None = None
     _by_id: dict[str, CheckMeta] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
 
     def __post_init__(self) -> None:
-        for name in ("hosts", "checks", "results", "warnings"):
+        for name in ("hosts", "checks", "results", "warnings", "waivers"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.mode not in MODES:
             raise ValueError(f"report mode must be one of {MODES}, not {self.mode!r}")
