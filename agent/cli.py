@@ -6,23 +6,27 @@ Exit codes: 0 no FAIL or ERROR · 1 at least one FAIL · 2 no FAIL but at least 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from agent import __version__
 from agent.errors import AgentError, ExitCode, InputError, Problem
 from agent.report.writer import FORMATS
 
 if TYPE_CHECKING:
+    from agent.history import History, StoredScan
     from agent.inventory import Inventory
     from agent.scan import ScanOptions, ScanRun
 
@@ -146,6 +150,22 @@ def _load_inventory(path: str) -> Inventory:
     help="WS-Management OperationTimeout in seconds (one request).",
 )
 @click.option(
+    "--waivers",
+    "waivers_path",
+    metavar="FILE",
+    help="Waivers (YAML): FAILs they cover become WAIVED until they expire.",
+)
+@click.option(
+    "--db",
+    metavar="FILE",
+    help="History database (default: $MFA_AGENT_DB, else "
+    "~/.local/state/mfa-agent/history.sqlite3).",
+)
+@click.option(
+    "--no-history", is_flag=True, help="Do not record this scan or compare with the last."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No terminal report or progress (for cron).")
+@click.option(
     "--color/--no-color", default=None, help="Force or disable colour (default: on a TTY)."
 )
 def scan(
@@ -161,6 +181,10 @@ def scan(
     host_timeout: float,
     connect_timeout: float,
     operation_timeout: int,
+    waivers_path: str | None,
+    db: str | None,
+    no_history: bool,
+    quiet: bool,
     color: bool | None,
 ) -> None:
     """Scan the hosts of an inventory, or replay recorded facts, and report.
@@ -169,15 +193,23 @@ def scan(
     evaluates a facts file written earlier by --save-facts, with no network at all.
     """
     from agent import factsfile
-    from agent.scan import ScanOptions
+    from agent.history import History
+    from agent.registry import load_catalogue
+    from agent.scan import ScanOptions, finalize
     from agent.scan import replay as replay_scan
+    from agent.waivers import load_waivers
 
     if replay is None and inventory_path is None:
         raise InputError(
             Problem("<arguments>", "give an inventory (-i FILE) or a facts file (--replay FILE)")
         )
+    output = _Output(save_facts, formats, output_dir, color, quiet)
     _check_output_args(formats, output_dir)
+    # Everything the user gave is validated before a single host is contacted.
     inventory = _load_inventory(inventory_path) if inventory_path else None
+    known = [c.meta.id for c in load_catalogue()]
+    waivers = load_waivers(waivers_path, known) if waivers_path else ()
+    history = None if no_history else History.open(Path(db).expanduser() if db else None)
     options = ScanOptions(include=include, skip=skip, limit=limit)
     if replay is not None:
         run = replay_scan(factsfile.load(replay), inventory, options)
@@ -188,8 +220,10 @@ def scan(
             options,
             workers=workers,
             timeouts=(connect_timeout, operation_timeout, host_timeout),
+            progress=not quiet,
         )
-    _deliver(run, save_facts=save_facts, formats=formats, output_dir=output_dir, color=color)
+    run = dataclasses.replace(run, report=finalize(run.report, waivers, history))
+    _deliver(run, output)
 
 
 def _check_output_args(formats: Sequence[str], output_dir: str | None) -> None:
@@ -207,6 +241,7 @@ def _live_scan(
     *,
     workers: int,
     timeouts: tuple[float, int, float],
+    progress: bool = True,
 ) -> ScanRun:
     from agent.connectors.winrm import Timeouts
     from agent.gather import GatherOptions
@@ -217,21 +252,26 @@ def _live_scan(
     gather_options = GatherOptions(
         workers=workers, timeouts=Timeouts(connect=connect, operation=operation, host=host)
     )
-    with ScanProgress() as progress:
+    with ScanProgress(enabled=None if progress else False) as shown:
         return live(
-            inventory, options, gather_options, on_done=progress.host_done, on_start=progress.start
+            inventory, options, gather_options, on_done=shown.host_done, on_start=shown.start
         )
 
 
-def _deliver(
-    run: ScanRun,
-    *,
-    save_facts: str | None,
-    formats: Sequence[str],
-    output_dir: str | None,
-    color: bool | None,
-) -> NoReturn:
+@dataclass(frozen=True)
+class _Output:
+    """Where a scan's results go."""
+
+    save_facts: str | None
+    formats: Sequence[str]
+    output_dir: str | None
+    color: bool | None
+    quiet: bool = False
+
+
+def _deliver(run: ScanRun, out: _Output) -> NoReturn:
     """Write every requested file, then show the report; one failed write loses nothing else."""
+    save_facts, formats, output_dir = out.save_facts, out.formats, out.output_dir
     from agent import factsfile
     from agent.report import FILENAMES, RENDERERS, render_terminal, write_atomic
 
@@ -251,15 +291,15 @@ def _deliver(
             failures.append(Problem(str(path), f"cannot write: {exc.strerror or exc}"))
     if formats and output_dir is None:
         click.echo(RENDERERS[formats[0]](run.report), nl=False)
-    else:
+    elif not out.quiet:
         console = Console(
-            force_terminal=color if color else None,
-            no_color=color is False,
+            force_terminal=out.color if out.color else None,
+            no_color=out.color is False,
             highlight=False,
             soft_wrap=False,
         )
         render_terminal(run.report, console)
-    for path in written:
+    for path in [] if out.quiet else written:
         _stderr().print(f"wrote {path}", markup=False)
     if failures:
         _print_problems("some output could not be written", failures)
@@ -314,7 +354,7 @@ def demo(
                 run = _live_scan(inventory, ScanOptions(), workers=8, timeouts=(2.0, 2, 6.0))
             finally:
                 os.environ.pop(PASSWORD_ENV, None)
-        _deliver(run, save_facts=save_facts, formats=formats, output_dir=output_dir, color=color)
+        _deliver(run, _Output(save_facts, formats, output_dir, color))
 
 
 @cli.group("lab")
@@ -358,6 +398,148 @@ def lab_serve(profiles: str | None, state_dir: str, port: int, scheme: str) -> N
     if profiles:
         argv += ["--profiles", profiles]
     raise SystemExit(serve(argv))
+
+
+_DB_OPTION = click.option("--db", metavar="FILE", help="History database (default: as for scan).")
+
+
+def _open_history(db: str | None) -> History:
+    from agent.history import History
+
+    return History.open(Path(db).expanduser() if db else None)
+
+
+@cli.command("history")
+@_DB_OPTION
+@click.option("-i", "--inventory", "inventory_path", metavar="FILE", help="Only this inventory.")
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def history_cmd(db: str | None, inventory_path: str | None, limit: int, fmt: str) -> None:
+    """List past scans, newest first: id, time, inventory, counts and exit code."""
+    key = str(Path(inventory_path).expanduser().resolve()) if inventory_path else None
+    with _open_history(db) as history:
+        scans = history.scans(inventory=key, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([_scan_document(s) for s in scans], indent=2))
+        return
+    console = Console(highlight=False)
+    if not scans:
+        console.print(f"no scans recorded in {history.path}", markup=False)
+        return
+    table = Table(title=f"scans in {history.path}")
+    for column in ("id", "started (UTC)", "mode", "inventory", "FAIL", "ERROR", "WAIVED", "exit"):
+        table.add_column(column)
+    for s in scans:
+        table.add_row(
+            str(s.id),
+            s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            s.mode,
+            s.inventory or s.inventory_key,
+            str(s.counts.get("FAIL", 0)),
+            str(s.counts.get("ERROR", 0)),
+            str(s.counts.get("WAIVED", 0)),
+            str(s.exit_code),
+        )
+    console.print(table)
+
+
+def _scan_document(scan: StoredScan) -> dict[str, object]:
+    return {
+        "id": scan.id,
+        "inventory": scan.inventory,
+        "inventory_key": scan.inventory_key,
+        "inventory_digest": scan.inventory_digest,
+        "agent_version": scan.agent_version,
+        "mode": scan.mode,
+        "started_at": scan.started_at.isoformat(),
+        "finished_at": scan.finished_at.isoformat(),
+        "exit_code": scan.exit_code,
+        "counts": scan.counts,
+    }
+
+
+@cli.command("diff")
+@click.argument("old", required=False, type=int)
+@click.argument("new", required=False, type=int)
+@_DB_OPTION
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None:
+    """Show what changed between two scans (ids from 'mfa-agent history').
+
+    Without arguments: the last two scans of the inventory scanned last. With OLD only: from OLD
+    to the latest scan of the same inventory. New failures, fixed, still failing, new errors,
+    hosts added and removed.
+    """
+    with _open_history(db) as history:
+        new_scan, old_scan = _pick_scans(history, old, new)
+        delta = history.delta(
+            old_scan, history.results(new_scan.id), history.host_names(new_scan.id)
+        )
+    if fmt == "json":
+        document = {
+            "old": _scan_document(old_scan),
+            "new": _scan_document(new_scan),
+            **{
+                name: [dataclasses.asdict(i) for i in getattr(delta, name)]
+                for name in ("new_failures", "fixed", "still_failing", "new_errors")
+            },
+            "hosts_added": list(delta.hosts_added),
+            "hosts_removed": list(delta.hosts_removed),
+        }
+        click.echo(json.dumps(document, indent=2, default=str))
+        return
+    console = Console(highlight=False)
+    console.print(
+        f"scan {old_scan.id} ({old_scan.started_at:%Y-%m-%d %H:%M} UTC) → "
+        f"scan {new_scan.id} ({new_scan.started_at:%Y-%m-%d %H:%M} UTC), "
+        f"{new_scan.inventory or new_scan.inventory_key}",
+        markup=False,
+    )
+    for title, items in (
+        ("New failures", delta.new_failures),
+        ("Fixed", delta.fixed),
+        ("Still failing", delta.still_failing),
+        ("New errors", delta.new_errors),
+    ):
+        console.print(f"{title} ({len(items)})", style="bold", markup=False)
+        for item in items:
+            before = item.before.value if item.before else "absent"
+            after = item.after.value if item.after else "absent"
+            console.print(f"  {item.target}  {item.check_id}  {before} → {after}", markup=False)
+    for title, hosts in (
+        ("Hosts added", delta.hosts_added),
+        ("Hosts removed", delta.hosts_removed),
+    ):
+        console.print(f"{title} ({len(hosts)})", style="bold", markup=False)
+        for host in hosts:
+            console.print(f"  {host}", markup=False)
+
+
+def _pick_scans(
+    history: History, old: int | None, new: int | None
+) -> tuple[StoredScan, StoredScan]:
+    """(new, old) scans for `diff`, or an InputError saying what is missing."""
+    where = str(history.path)
+    if new is not None:
+        new_scan = history.scan(new)
+    elif old is not None:
+        first = history.scan(old)
+        latest = history.scans(inventory=first.inventory_key, limit=1) if first else []
+        new_scan = latest[0] if latest else None
+    else:
+        latest = history.scans(limit=1)
+        new_scan = latest[0] if latest else None
+    if new_scan is None:
+        raise InputError(Problem(where, f"no scan {new} in the history" if new else "no scans yet"))
+    old_scan = (
+        history.scan(old)
+        if old is not None
+        else history.previous(new_scan.inventory_key, before=new_scan.id)
+    )
+    if old_scan is None:
+        what = f"no scan {old}" if old is not None else "only one scan of this inventory"
+        raise InputError(Problem(where, f"{what} in the history: nothing to compare"))
+    return new_scan, old_scan
 
 
 @cli.command("inventory", epilog=EXIT_CODES_HELP)

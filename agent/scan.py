@@ -6,6 +6,7 @@ end up as the same `HostFacts`, so the engine and reporters do not know which it
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 from collections.abc import Callable, Sequence
@@ -21,9 +22,12 @@ from agent.errors import InputError, Problem
 from agent.facts import DirectoryView, Fleet, HostError, HostFacts
 from agent.factsfile import FactsFile
 from agent.gather import GatherOptions, gather
+from agent.history import History, inventory_key, stored_results
 from agent.inventory import DirectorySettings, Host, Inventory
+from agent.model import Waiver
 from agent.registry import Check, load_catalogue
 from agent.report.model import HostSummary, ScanReport
+from agent.waivers import apply_waivers
 
 log = logging.getLogger(__name__)
 
@@ -277,3 +281,20 @@ def _report(
         warnings=warnings,
     )
     return ScanRun(report=report, facts=facts)
+
+
+def finalize(
+    report: ScanReport, waivers: Sequence[Waiver] = (), history: History | None = None
+) -> ScanReport:
+    """Apply the waivers, then compare with and record into the history (when given)."""
+    if waivers:
+        today = report.started_at.astimezone(UTC).date()
+        results, states = apply_waivers(report.results, waivers, today)
+        report = dataclasses.replace(report, results=results, waivers=states)
+    if history is not None:
+        previous = history.previous(inventory_key(report))
+        delta = None
+        if previous is not None:
+            delta = history.delta(previous, stored_results(report), [h.name for h in report.hosts])
+        report = dataclasses.replace(report, delta=delta, scan_id=history.record(report))
+    return report

@@ -24,6 +24,14 @@ class CliRun:
     err: str
 
 
+@pytest.fixture(autouse=True)
+def private_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own history database, never the user's."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite3"
+    monkeypatch.setenv("MFA_AGENT_DB", str(path))
+    return path
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
     """Run `mfa-agent ARGS…` in-process and return exit code, stdout and stderr."""
