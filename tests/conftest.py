@@ -59,3 +59,14 @@ def require_or_fail(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required in CI but is not installed", pytrace=False)
     pytest.skip(f"{what} is not installed")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """In CI, a skipped test that needs a real server is a failure: nothing is skipped silently."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if IN_CI and report.skipped and item.get_closest_marker("needs_server") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, but it needs a real server: {report.longrepr}"
+    return None

@@ -25,6 +25,10 @@ apt_install() {
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     apt_install python3-venv python3-pip
 fi
+# The real servers the tests start on loopback: a Samba AD domain controller, OpenSSH (target and
+# jump host), and Chromium to render the HTML report. In CI a missing one fails the run.
+apt_install samba samba-ad-dc samba-ad-provision winbind krb5-user \
+    openssh-server openssh-client chromium
 
 "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
