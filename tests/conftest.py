@@ -25,7 +25,9 @@ class CliRun:
 
 
 @pytest.fixture(autouse=True)
-def private_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_history(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own history database, never the user's."""
     path = tmp_path_factory.mktemp("history") / "history.sqlite3"
     monkeypatch.setenv("MFA_AGENT_DB", str(path))
