@@ -524,13 +524,19 @@ def _pick_scans(
         new_scan = history.scan(new)
     elif old is not None:
         first = history.scan(old)
-        latest = history.scans(inventory=first.inventory_key, limit=1) if first else []
-        new_scan = latest[0] if latest else None
+        if first is None:
+            raise InputError(Problem(where, f"no scan {old} in the history: nothing to compare"))
+        new_scan = history.scans(inventory=first.inventory_key, limit=1)[0]
+        if new_scan.id == old:
+            raise InputError(
+                Problem(where, f"scan {old} is the latest of its inventory: nothing to compare")
+            )
     else:
         latest = history.scans(limit=1)
         new_scan = latest[0] if latest else None
     if new_scan is None:
-        raise InputError(Problem(where, f"no scan {new} in the history" if new else "no scans yet"))
+        what = f"no scan {new} in the history" if new is not None else "no scans yet"
+        raise InputError(Problem(where, what))
     old_scan = (
         history.scan(old)
         if old is not None

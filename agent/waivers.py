@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import re
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from agent.model import Result, Status, Waiver
 from agent.report.model import WaiverState, WaiverStateName
 
 _KEYS = ("check", "hosts", "justification", "approver", "expires")
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def load_waivers(path: str | Path, known_checks: Collection[str]) -> tuple[Waiver, ...]:
@@ -142,6 +144,9 @@ def _date(value: Any) -> date | None:
     if isinstance(value, date):
         return value
     if isinstance(value, str):
+        # date.fromisoformat also takes 20261231 and 2026-W53-1; only YYYY-MM-DD is documented.
+        if not _ISO_DAY.fullmatch(value.strip()):
+            return None
         try:
             return date.fromisoformat(value.strip())
         except ValueError:
