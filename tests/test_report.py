@@ -1,5 +1,8 @@
 """Tests of the report model and the reporters (terminal, JSON, JUnit) and of the report writer.
 
+Waivers, the delta from the last scan, and the HTML, Markdown and Prometheus formats are tested in
+`test_report_formats.py`; the HTML page in a real browser in `test_report_browser.py`.
+
 Reports are built by hand: a few hosts (one unreachable, one with trust notes), every status,
 results on `(directory)` and `(deployment)`, and hostile evidence (unicode, quotes, ``<&>``,
 a bell character and an ANSI escape sequence).
@@ -211,6 +214,10 @@ class TestModel:
             ((Status.PASS, Status.ERROR), ExitCode.ERROR),
             ((Status.ERROR, Status.FAIL), ExitCode.FAIL),
             ((Status.MANUAL, Status.ERROR, Status.SKIP), ExitCode.ERROR),
+            ((Status.WAIVED,), ExitCode.OK),
+            ((Status.WAIVED, Status.PASS, Status.MANUAL), ExitCode.OK),
+            ((Status.WAIVED, Status.ERROR), ExitCode.ERROR),
+            ((Status.WAIVED, Status.FAIL), ExitCode.FAIL),
         ],
     )
     def test_exit_code(self, statuses: tuple[Status, ...], expected: ExitCode) -> None:
@@ -226,10 +233,18 @@ class TestModel:
 
     def test_counts_every_status_worst_first(self) -> None:
         counts = make_report().counts()
-        assert list(counts) == [Status.FAIL, Status.ERROR, Status.MANUAL, Status.SKIP, Status.PASS]
+        assert list(counts) == [
+            Status.FAIL,
+            Status.ERROR,
+            Status.WAIVED,
+            Status.MANUAL,
+            Status.SKIP,
+            Status.PASS,
+        ]
         assert counts == {
             Status.FAIL: 2,
             Status.ERROR: 2,
+            Status.WAIVED: 0,
             Status.MANUAL: 1,
             Status.SKIP: 1,
             Status.PASS: 1,
@@ -388,7 +403,7 @@ class TestTerminal:
         heading = lines[lines.index("AD FS servers") + 1].split()
         assert heading[-1] == "adfs01"  # adfs01.corp.example, shortened
         counts = next(line for line in lines if line.startswith("Results:"))
-        assert "2 FAIL  2 ERROR  1 MANUAL  1 SKIP  1 PASS" in counts
+        assert "2 FAIL  2 ERROR  0 WAIVED  1 MANUAL  1 SKIP  1 PASS" in counts
 
     def test_host_with_two_roles_is_in_both_blocks(self) -> None:
         both = HostSummary("dual", "10.0.0.9", (ADFS, MFA_SERVER), "replay")
@@ -513,10 +528,21 @@ class TestJson:
         assert doc["inventory"] == {"path": "inventories/prod.yml", "digest": "sha256:" + "ab" * 32}
         assert doc["facts_source"] is None
         assert doc["summary"] == {
-            "counts": {"FAIL": 2, "ERROR": 2, "MANUAL": 1, "SKIP": 1, "PASS": 1},
+            "counts": {"FAIL": 2, "ERROR": 2, "WAIVED": 0, "MANUAL": 1, "SKIP": 1, "PASS": 1},
             "exit_code": 1,
             "verdict": report.verdict(),
+            "compliance": {
+                "score": 0.2,
+                "accepted": 0.2,
+                "passed": 1,
+                "failed": 2,
+                "errored": 2,
+                "waived": 0,
+                "evaluated": 5,
+            },
         }
+        assert (doc["scan_id"], doc["waivers"], doc["delta"]) == (None, [], None)
+        assert all(r["waiver"] is None for r in doc["results"])
         assert doc["warnings"] == list(report.warnings)
         assert [h["name"] for h in doc["hosts"]] == ["adfs01", "mfa01", "portal01"]
         assert doc["hosts"][0]["trust_notes"] == ["TLS certificate validation disabled"]
@@ -693,7 +719,7 @@ class TestJunit:
 
 class TestWriter:
     def test_formats_are_registered_consistently(self) -> None:
-        assert FORMATS == ("json", "junit")
+        assert FORMATS == ("json", "junit", "html", "markdown", "prometheus")
         assert set(RENDERERS) == set(FILENAMES) == set(FORMATS)
 
     def test_write_atomic_writes_and_creates_the_directory(self, tmp_path: Path) -> None:
@@ -748,7 +774,7 @@ class TestWriter:
 
     def test_write_reports_unknown_format_writes_nothing(self, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="unknown report format"):
-            write_reports(make_report(), ["json", "html"], tmp_path)
+            write_reports(make_report(), ["json", "pdf"], tmp_path)
         assert list(tmp_path.iterdir()) == []
 
     def test_render_failure_midway_leaves_old_files(

@@ -1,5 +1,5 @@
-"""Reporters: pure functions that render a `ScanReport` (terminal, JSON, JUnit XML) and write
-report files atomically.
+"""Reporters: pure functions that render a `ScanReport` (terminal, JSON, JUnit XML, HTML,
+Markdown, Prometheus text) and write report files atomically.
 
 The report model (`ScanReport`, `HostSummary`) is built by the engine once a scan is over;
 reporters never decide anything (exit code, counts, verdict and target order live on the model).
@@ -7,6 +7,7 @@ reporters never decide anything (exit code, counts, verdict and target order liv
 
 from __future__ import annotations
 
+from agent.report.html import render_html
 from agent.report.json_report import (
     SCHEMA_NAME,
     SCHEMA_VERSION,
@@ -15,7 +16,19 @@ from agent.report.json_report import (
     report_schema,
 )
 from agent.report.junit import render_junit
-from agent.report.model import EXIT_CODE_MEANINGS, MODES, HostSummary, ScanReport
+from agent.report.markdown import render_markdown
+from agent.report.model import (
+    EXIT_CODE_MEANINGS,
+    EXPIRY_WARNING_DAYS,
+    MODES,
+    Compliance,
+    Delta,
+    DeltaItem,
+    HostSummary,
+    ScanReport,
+    WaiverState,
+)
+from agent.report.prometheus import render_prometheus
 from agent.report.terminal import render_terminal
 from agent.report.writer import (
     FILENAMES,
@@ -28,17 +41,25 @@ from agent.report.writer import (
 
 __all__ = [
     "EXIT_CODE_MEANINGS",
+    "EXPIRY_WARNING_DAYS",
     "FILENAMES",
     "FORMATS",
     "MODES",
     "RENDERERS",
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "Compliance",
+    "Delta",
+    "DeltaItem",
     "HostSummary",
     "Renderer",
     "ScanReport",
+    "WaiverState",
+    "render_html",
     "render_json",
     "render_junit",
+    "render_markdown",
+    "render_prometheus",
     "render_terminal",
     "report_document",
     "report_schema",

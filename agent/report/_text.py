@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.model import STATUS_ORDER, CheckMeta, Result, Status
+from agent.report.model import Delta, WaiverState
 
 #: Characters XML 1.0 cannot carry at all (§2.2 Char), even as character references.
 _XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -107,3 +108,41 @@ def worst_status(statuses: Iterable[Status]) -> Status | None:
 def plural(n: int, word: str) -> str:
     """``1 host``, ``2 hosts``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def waiver_expiry(state: WaiverState) -> str:
+    """When a waiver expires, in words: ``expires 2024-05-04 (in 3 days)``, ``expires 2024-05-01
+    (today is its last day)``, or ``expired on 2024-04-01 — no longer applies``."""
+    expires = state.waiver.expires.isoformat()
+    if state.state == "expired":
+        return f"expired on {expires} — no longer applies"
+    if state.days_left == 0:
+        return f"expires {expires} (today is its last day)"
+    return f"expires {expires} (in {plural(state.days_left, 'day')})"
+
+
+def waiver_summary(state: WaiverState) -> str:
+    """One line about a waiver, e.g. ``check-id on adfs* expires 2024-05-04 (in 3 days);
+    approved by Jane Doe``, with ``; matched nothing`` for an unused one."""
+    waiver = state.waiver
+    line = f"{waiver.check_id} on {waiver.hosts} {waiver_expiry(state)}"
+    line += f"; approved by {waiver.approver}"
+    if state.state == "unused":
+        line += "; matched nothing"
+    return line
+
+
+def delta_summary(delta: Delta) -> str:
+    """One line: ``Since scan #41 (2024-04-30 12:00:00 UTC): 1 new failure, 2 fixed, …``."""
+    parts = [
+        plural(len(delta.new_failures), "new failure"),
+        f"{len(delta.fixed)} fixed",
+        f"{len(delta.still_failing)} still failing",
+        plural(len(delta.new_errors), "new error"),
+        plural(len(delta.hosts_added), "host") + " added",
+        plural(len(delta.hosts_removed), "host") + " removed",
+    ]
+    return (
+        f"Since scan #{delta.previous_scan_id} ({utc_human(delta.previous_started_at)}): "
+        + ", ".join(parts)
+    )

@@ -3,7 +3,9 @@
 It is described, field by field, by the JSON Schema `agent/schemas/report.schema.json`.
 
 The document is ``{"schema": "mfa-agent/report", "version": 1, ...}``. Within a version, fields
-are only ever added; a field that changes meaning or disappears bumps `version`.
+are only ever added; a field that changes meaning or disappears bumps `version`. Added within
+version 1 (optional in the schema, always written by this module): the WAIVED status and count,
+``summary.compliance``, ``scan_id``, ``waivers``, ``delta`` and each result's ``waiver``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import json
 from importlib import resources
 from typing import Any, Final
 
-from agent.model import CheckMeta, Result
+from agent.model import CheckMeta, Result, Status, Waiver
 from agent.report._text import jsonable, utc_iso
-from agent.report.model import HostSummary, ScanReport
+from agent.report.model import Compliance, Delta, DeltaItem, HostSummary, ScanReport, WaiverState
 
 #: The ``schema`` value that identifies an mfa-agent report.
 SCHEMA_NAME: Final = "mfa-agent/report"
@@ -57,6 +59,70 @@ def _check(meta: CheckMeta) -> dict[str, Any]:
     }
 
 
+def _waiver(waiver: Waiver) -> dict[str, Any]:
+    return {
+        "check_id": waiver.check_id,
+        "hosts": waiver.hosts,
+        "justification": waiver.justification,
+        "approver": waiver.approver,
+        "expires": waiver.expires.isoformat(),
+        "source": waiver.source,
+    }
+
+
+def _waiver_state(state: WaiverState) -> dict[str, Any]:
+    return {
+        "waiver": _waiver(state.waiver),
+        "state": state.state,
+        "days_left": state.days_left,
+        "expiring_soon": state.expiring_soon,
+        "waived": [{"check_id": c, "target": t} for c, t in state.waived],
+    }
+
+
+def _status(status: Status | None) -> str | None:
+    return None if status is None else status.value
+
+
+def _delta_items(items: tuple[DeltaItem, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "check_id": item.check_id,
+            "target": item.target,
+            "before": _status(item.before),
+            "after": _status(item.after),
+        }
+        for item in items
+    ]
+
+
+def _delta(delta: Delta | None) -> dict[str, Any] | None:
+    if delta is None:
+        return None
+    return {
+        "previous_scan_id": delta.previous_scan_id,
+        "previous_started_at": utc_iso(delta.previous_started_at),
+        "new_failures": _delta_items(delta.new_failures),
+        "fixed": _delta_items(delta.fixed),
+        "still_failing": _delta_items(delta.still_failing),
+        "new_errors": _delta_items(delta.new_errors),
+        "hosts_added": list(delta.hosts_added),
+        "hosts_removed": list(delta.hosts_removed),
+    }
+
+
+def _compliance(compliance: Compliance) -> dict[str, Any]:
+    return {
+        "score": compliance.score,
+        "accepted": compliance.accepted,
+        "passed": compliance.passed,
+        "failed": compliance.failed,
+        "errored": compliance.errored,
+        "waived": compliance.waived,
+        "evaluated": compliance.evaluated,
+    }
+
+
 def _result(report: ScanReport, result: Result) -> dict[str, Any]:
     return {
         "check_id": result.check_id,
@@ -65,6 +131,7 @@ def _result(report: ScanReport, result: Result) -> dict[str, Any]:
         "severity": report.check(result.check_id).severity.value,
         "reason": result.reason,
         "evidence": dict(result.evidence),
+        "waiver": None if result.waiver is None else _waiver(result.waiver),
     }
 
 
@@ -88,11 +155,15 @@ def report_document(report: ScanReport) -> dict[str, Any]:
             "counts": {status.value: n for status, n in report.counts().items()},
             "exit_code": int(report.exit_code()),
             "verdict": report.verdict(),
+            "compliance": _compliance(report.compliance()),
         },
         "hosts": [_host(h) for h in report.hosts],
         "checks": [_check(c) for c in report.checks],
         "results": [_result(report, r) for r in report.results],
         "warnings": list(report.warnings),
+        "scan_id": report.scan_id,
+        "waivers": [_waiver_state(w) for w in report.waivers],
+        "delta": _delta(report.delta),
     }
     result: dict[str, Any] = jsonable(document)
     return result

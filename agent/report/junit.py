@@ -10,8 +10,17 @@ Layout::
           ERROR  -> <error message="<reason>" type="<check id>">details</error>
           SKIP   -> <skipped message="<reason>"/>
           MANUAL -> <skipped message="MANUAL: <reason>">what to attest</skipped>
+          WAIVED -> <skipped message="waived: <reason> (<justification>; approved by <approver>;
+                     expires <date>)">details and the waiver</skipped>
           PASS   -> (empty)
-        <system-out>            trust notes and warnings, in words
+        <system-out>            trust notes, warnings, waivers expiring soon or expired, and
+                                the change since the last scan (this target's items), in words
+
+Waivers expiring within 14 days (``waiver_expiring_soon``), expired ones (``waiver_expired``) and
+the summary of the change since the previous scan (``scan_id``, ``previous_scan_id``,
+``new_failures``, ``fixed``, ``still_failing``, ``new_errors``, ``hosts_added``,
+``hosts_removed``) are suite properties of every suite, like the warnings: CI systems show
+properties per suite.
 
 One suite per target, in `ScanReport.targets()` order. A host that could not be scanned and has
 no result gets a suite with one ``<error>`` test case, so the XML never looks cleaner than the
@@ -30,9 +39,15 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import Final
 
-from agent.model import Result, Status
-from agent.report._text import evidence_lines, utc_iso, xml_safe
-from agent.report.model import HostSummary, ScanReport
+from agent.model import Result, Status, Waiver
+from agent.report._text import (
+    delta_summary,
+    evidence_lines,
+    utc_iso,
+    waiver_summary,
+    xml_safe,
+)
+from agent.report.model import Delta, DeltaItem, HostSummary, ScanReport
 
 #: Prefix of every test case's ``classname``.
 CLASSNAME_PREFIX: Final = "mfa-agent"
@@ -77,7 +92,41 @@ def _details(report: ScanReport, result: Result) -> str:
     lines.append(f"Remediation: {meta.remediation}")
     if meta.references:
         lines += ["References:", *_indent(f"- {ref}" for ref in meta.references)]
+    if result.waiver is not None:
+        lines += ["Waiver:", *_indent(_waiver_lines(result.waiver))]
     return "\n".join(lines) + "\n"
+
+
+def _waiver_lines(waiver: Waiver) -> list[str]:
+    lines = [
+        f"Justification: {waiver.justification}",
+        f"Approved by: {waiver.approver}",
+        f"Expires: {waiver.expires.isoformat()} (last day it applies, UTC)",
+        f"Covers: {waiver.check_id} on {waiver.hosts}",
+    ]
+    if waiver.source:
+        lines.append(f"Source: {waiver.source}")
+    return lines
+
+
+def _waived_message(result: Result) -> str:
+    """``waived: <reason> (<justification>; approved by <approver>; expires <date>)``."""
+    waiver = result.waiver
+    if waiver is None:
+        return f"waived: {result.reason}"
+    return (
+        f"waived: {result.reason} ({waiver.justification}; approved by {waiver.approver}; "
+        f"expires {waiver.expires.isoformat()})"
+    )
+
+
+def _delta_kinds(delta: Delta) -> list[tuple[str, tuple[DeltaItem, ...]]]:
+    return [
+        ("NEW FAILURE", delta.new_failures),
+        ("FIXED", delta.fixed),
+        ("STILL FAILING", delta.still_failing),
+        ("NEW ERROR", delta.new_errors),
+    ]
 
 
 def _testcase(report: ScanReport, result: Result) -> ET.Element:
@@ -96,6 +145,8 @@ def _testcase(report: ScanReport, result: Result) -> ET.Element:
         _sub(case, "skipped", message=result.reason)
     elif result.status is Status.MANUAL:
         _sub(case, "skipped", _details(report, result), message=f"MANUAL: {result.reason}")
+    elif result.status is Status.WAIVED:
+        _sub(case, "skipped", _details(report, result), message=_waived_message(result))
     return case
 
 
@@ -126,6 +177,7 @@ def _properties(report: ScanReport, host: HostSummary | None) -> ET.Element:
         ("inventory", report.inventory),
         ("inventory_digest", report.inventory_digest),
         ("facts_source", report.facts_source),
+        ("scan_id", None if report.scan_id is None else str(report.scan_id)),
     ]
     if host is not None:
         props += [
@@ -136,6 +188,20 @@ def _properties(report: ScanReport, host: HostSummary | None) -> ET.Element:
         ]
         props += [("trust_note", note) for note in host.trust_notes]
     props += [("warning", warning) for warning in report.warnings]
+    props += [("waiver_expiring_soon", waiver_summary(w)) for w in report.waivers_expiring_soon()]
+    props += [("waiver_expired", waiver_summary(w)) for w in report.waivers if w.state == "expired"]
+    delta = report.delta
+    if delta is not None:
+        props += [
+            ("previous_scan_id", str(delta.previous_scan_id)),
+            ("previous_started_at", utc_iso(delta.previous_started_at)),
+            ("new_failures", str(len(delta.new_failures))),
+            ("fixed", str(len(delta.fixed))),
+            ("still_failing", str(len(delta.still_failing))),
+            ("new_errors", str(len(delta.new_errors))),
+            ("hosts_added", ",".join(delta.hosts_added)),
+            ("hosts_removed", ",".join(delta.hosts_removed)),
+        ]
     element = _element("properties")
     for name, value in props:
         if value is not None:
@@ -143,7 +209,7 @@ def _properties(report: ScanReport, host: HostSummary | None) -> ET.Element:
     return element
 
 
-def _system_out(report: ScanReport, host: HostSummary | None) -> str:
+def _system_out(report: ScanReport, target: str, host: HostSummary | None) -> str:
     lines = [f"mfa-agent {report.agent_version}, {report.mode} scan: {report.verdict()}"]
     if host is not None:
         lines.append(
@@ -154,6 +220,21 @@ def _system_out(report: ScanReport, host: HostSummary | None) -> str:
             lines.append(f"HOST ERROR: {host.error}")
         lines += [f"TRUST NOTE: {note}" for note in host.trust_notes]
     lines += [f"WARNING: {warning}" for warning in report.warnings]
+    lines += [f"WAIVER EXPIRES SOON: {waiver_summary(w)}" for w in report.waivers_expiring_soon()]
+    lines += [
+        f"WAIVER EXPIRED: {waiver_summary(w)}" for w in report.waivers if w.state == "expired"
+    ]
+    delta = report.delta
+    if delta is not None:
+        lines.append(delta_summary(delta))
+        if delta.hosts_added:
+            lines.append(f"Hosts added: {', '.join(delta.hosts_added)}")
+        if delta.hosts_removed:
+            lines.append(f"Hosts removed: {', '.join(delta.hosts_removed)}")
+        for label, items in _delta_kinds(delta):
+            for item in items:
+                if item.target == target:
+                    lines.append(f"{label}: {item.check_id} on {item.target}")
     return "\n".join(lines) + "\n"
 
 
@@ -177,7 +258,7 @@ def _suite(report: ScanReport, index: int, target: str, cases: list[ET.Element])
     )
     suite.append(_properties(report, host))
     suite.extend(cases)
-    _sub(suite, "system-out", _system_out(report, host))
+    _sub(suite, "system-out", _system_out(report, target, host))
     return suite
 
 

@@ -6,11 +6,12 @@ the counts, the verdict and the order of targets are all defined here, so every 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 
 from agent.errors import ExitCode
 from agent.model import STATUS_ORDER, CheckMeta, Result, Status, Waiver
@@ -101,6 +102,62 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Compliance:
+    """The headline compliance score of a scan, defined once so that every format agrees.
+
+    ``score = PASS / (PASS + FAIL + ERROR + WAIVED)``, over the results the agent evaluated:
+
+    - PASS is the only status that counts as compliant;
+    - FAIL and ERROR count against (an ERROR is a result the agent could not vouch for, so an
+      unreachable host can never raise the score);
+    - WAIVED counts against too: a waiver is an accepted risk, not a fix. It is shown separately
+      as `accepted` = ``(PASS + WAIVED) / evaluated``;
+    - SKIP (does not apply) and MANUAL (needs a human attestation the agent cannot read) are
+      left out of both numerator and denominator.
+
+    `score` is None when nothing was evaluated (no PASS, FAIL, ERROR or WAIVED result).
+    """
+
+    passed: int
+    failed: int
+    errored: int
+    waived: int
+
+    @property
+    def evaluated(self) -> int:
+        """The denominator: PASS + FAIL + ERROR + WAIVED results."""
+        return self.passed + self.failed + self.errored + self.waived
+
+    @property
+    def score(self) -> float | None:
+        """PASS / evaluated, in [0, 1]; None when nothing was evaluated."""
+        return self.passed / self.evaluated if self.evaluated else None
+
+    @property
+    def accepted(self) -> float | None:
+        """(PASS + WAIVED) / evaluated: the share that is compliant or an accepted risk."""
+        return (self.passed + self.waived) / self.evaluated if self.evaluated else None
+
+    @staticmethod
+    def percent(value: float | None) -> str:
+        """``66.6%``: rounded *down* to one decimal (99.96% is never shown as 100.0%);
+        ``n/a`` for None."""
+        if value is None:
+            return "n/a"
+        tenths = math.floor(round(value * 1000, 6))
+        return f"{tenths // 10}.{tenths % 10}%"
+
+    #: The definition in words, shown by the reports next to the score.
+    DEFINITION: ClassVar[str] = (
+        "Compliance score = PASS / (PASS + FAIL + ERROR + WAIVED) over the results the agent "
+        "evaluated. A FAIL accepted by a waiver (WAIVED) still counts against the score: a "
+        "waiver accepts a risk, it does not remove it. ERROR (could not be evaluated) counts "
+        "against too. SKIP (does not apply) and MANUAL (needs a human attestation) are not "
+        "counted. The score is rounded down to one decimal."
+    )
+
+
+@dataclass(frozen=True)
 class ScanReport:
     """The outcome of one scan: its context, the checks run and every result.
 
@@ -165,13 +222,29 @@ class ScanReport:
             counts[result.status] += 1
         return counts
 
+    def compliance(self) -> Compliance:
+        """The headline compliance score's inputs (see `Compliance` for the definition)."""
+        counts = self.counts()
+        return Compliance(
+            passed=counts[Status.PASS],
+            failed=counts[Status.FAIL],
+            errored=counts[Status.ERROR],
+            waived=counts[Status.WAIVED],
+        )
+
+    def waivers_expiring_soon(self) -> tuple[WaiverState, ...]:
+        """Waivers in force that expire within `EXPIRY_WARNING_DAYS`, soonest first."""
+        soon = [w for w in self.waivers if w.expiring_soon]
+        return tuple(sorted(soon, key=lambda w: w.days_left))
+
     def failed_hosts(self) -> tuple[HostSummary, ...]:
         """Hosts with a host-level error (unreachable, authentication refused, timeout)."""
         return tuple(h for h in self.hosts if h.error is not None)
 
     def exit_code(self) -> ExitCode:
         """`ExitCode.FAIL` if any result FAILed; else `ExitCode.ERROR` if any result is an ERROR
-        or any host could not be scanned; else `ExitCode.OK`.
+        or any host could not be scanned; else `ExitCode.OK`. WAIVED results never change the
+        exit code (a waived FAIL is an accepted risk).
 
         A host-level error counts as an ERROR even when it produced no result (a host whose roles
         no selected check applies to), so an unreachable host can never yield a clean exit.

@@ -1,13 +1,17 @@
 """The terminal report: what an operations engineer reads after a scan, at 80-120 columns.
 
-Sections, in order: header (mode, inventory, facts, time, hosts); "read this first" (trust notes
-and warnings, when there are any); a matrix of checks (rows) by targets (columns) in one block
-per role (AD FS servers, MFA Servers, ...) and one for the directory and deployment, so that it
-stays dense and fits the width (a block with too many hosts is split over several tables, and
-host names are shortened to their first label when unambiguous); the counts per status; every
-FAIL and
-then every ERROR, grouped by check, worst severity first, with reason, evidence, guidance,
-remediation and references; MANUAL items with what to attest; and a one-line verdict.
+Sections, in order: header (scan id, mode, inventory, facts, time, hosts); "read this first"
+(trust notes, warnings, and a line about waivers expiring soon or expired, when there are any); a
+matrix of checks (rows) by targets (columns) in one block per role (AD FS servers, MFA Servers,
+...) and one for the directory and deployment, so that it stays dense and fits the width (a block
+with too many hosts is split over several tables, and host names are shortened to their first
+label when unambiguous); the counts per status; "since the last scan" (new failures, new errors,
+fixed, still failing, hosts added and removed), when the history knows a previous scan; every
+FAIL and then every ERROR, grouped by check, worst severity first, with reason, evidence,
+guidance, remediation and references; WAIVED items briefly (reason, justification, approver,
+expiry); MANUAL items with what to attest; every waiver with its expiry and days left (expiring
+within 14 days, expired - "no longer applies" - and unused - "matched nothing" - flagged); and a
+one-line verdict, which also counts WAIVED results (they never change the exit code).
 
 ERRORs on a host that could not be scanned at all are summarised in one line per host (the
 host-level error and the checks it prevented) instead of repeating the same error per check.
@@ -37,20 +41,29 @@ from rich.text import Text
 from agent.errors import ExitCode
 from agent.model import CheckMeta, Result, Severity, Status
 from agent.report._text import (
+    delta_summary,
     format_value,
     plural,
     printable,
     utc_human,
+    waiver_expiry,
     worst_first,
     worst_status,
 )
-from agent.report.model import EXIT_CODE_MEANINGS, ScanReport
+from agent.report.model import (
+    EXIT_CODE_MEANINGS,
+    EXPIRY_WARNING_DAYS,
+    DeltaItem,
+    ScanReport,
+    WaiverState,
+)
 from agent.roles import AAD_CONNECT, ADFS, MFA_SERVER, MOBILE_APP_WS, ROLES, USER_PORTAL
 
 #: Style of each status wherever it is shown.
 STATUS_STYLES: Final[dict[Status, str]] = {
     Status.FAIL: "bold red",
     Status.ERROR: "bold magenta",
+    Status.WAIVED: "yellow",
     Status.MANUAL: "cyan",
     Status.SKIP: "dim",
     Status.PASS: "green",
@@ -112,6 +125,8 @@ def _header(report: ScanReport) -> RenderableType:
     )
     duration = max(0.0, (report.finished_at - report.started_at).total_seconds())
     rows: list[tuple[Text, Text]] = []
+    if report.scan_id is not None:
+        rows.append((Text("Scan", "dim"), Text(f"#{report.scan_id}")))
     if report.inventory is not None:
         rows.append((Text("Inventory", "dim"), _t(report.inventory)))
     if report.inventory_digest is not None:
@@ -164,6 +179,17 @@ def _attention(report: ScanReport) -> RenderableType | None:
         )
     for warning in report.warnings:
         lines.append(Text.assemble(("WARNING ", "bold yellow"), _t(warning)))
+    soon = len(report.waivers_expiring_soon())
+    expired = sum(1 for w in report.waivers if w.state == "expired")
+    if soon or expired:
+        parts = []
+        if soon:
+            parts.append(f"{plural(soon, 'waiver')} expiring within {EXPIRY_WARNING_DAYS} days")
+        if expired:
+            parts.append(f"{plural(expired, 'waiver')} expired")
+        lines.append(
+            Text.assemble(("WAIVERS ", "bold yellow"), ", ".join(parts), "; see Waivers below")
+        )
     if not lines:
         return None
     return Panel(
@@ -434,6 +460,133 @@ def _manual(report: ScanReport) -> list[RenderableType]:
     return parts
 
 
+def _waived(report: ScanReport) -> list[RenderableType]:
+    """WAIVED results, briefly: the reason and the waiver that accepted it."""
+    chosen = [r for r in report.results if r.status is Status.WAIVED]
+    if not chosen:
+        return []
+    parts: list[RenderableType] = [
+        Rule(
+            Text(f"WAIVED - accepted risks ({len(chosen)})", STATUS_STYLES[Status.WAIVED]),
+            align="left",
+        )
+    ]
+    for check_id, results in _grouped(worst_first(chosen, report.check)):
+        parts.append(_check_heading(Status.WAIVED, report.check(check_id)))
+        rows: list[tuple[Text, Text]] = []
+        for result in results:
+            value = _t(result.reason)
+            waiver = result.waiver
+            if waiver is not None:
+                value.append("\n")
+                value.append_text(_t("Waiver: ", "dim"))
+                value.append_text(_t(waiver.justification))
+                value.append("\n")
+                value.append_text(_t("Approved by ", "dim"))
+                value.append_text(_t(waiver.approver))
+                value.append_text(_t(", expires ", "dim"))
+                value.append_text(_t(waiver.expires.isoformat()))
+            rows.append((_t(result.target, "bold"), value))
+        parts.append(_fields(rows))
+        parts.append(Text(""))
+    return parts
+
+
+def _waiver_flag(state: WaiverState) -> Text:
+    """``EXPIRES SOON``, ``EXPIRED``, ``UNUSED`` or ``active``, styled."""
+    if state.state == "expired":
+        return Text("EXPIRED", "bold red")
+    if state.expiring_soon:
+        return Text("EXPIRES SOON", "bold yellow")
+    if state.state == "unused":
+        return Text("UNUSED", "bold cyan")
+    return Text("active", "green")
+
+
+def _waivers(report: ScanReport) -> list[RenderableType]:
+    """Every waiver of the waivers file: what it covers, who approved it, when it expires, and
+    what it did in this scan."""
+    if not report.waivers:
+        return []
+    soon = len(report.waivers_expiring_soon())
+    title = f"Waivers ({len(report.waivers)}"
+    title += f", {soon} expiring within {EXPIRY_WARNING_DAYS} days)" if soon else ")"
+    parts: list[RenderableType] = [Rule(Text(title, "bold"), align="left")]
+    for state in report.waivers:
+        waiver = state.waiver
+        heading = Text.assemble(
+            _waiver_flag(state),
+            " ",
+            _t(waiver.check_id, "bold"),
+            " on ",
+            _t(waiver.hosts, "bold"),
+        )
+        expiry = _t(waiver_expiry(state), "bold red" if state.state == "expired" else "")
+        if state.expiring_soon:
+            expiry.stylize("bold yellow")
+        if state.waived:
+            effect = _t(
+                f"waived {plural(len(state.waived), 'result')}: "
+                + ", ".join(target for _, target in state.waived)
+            )
+        elif state.state == "unused":
+            effect = Text("matched nothing: no result of this check on these hosts")
+        elif state.state == "expired":
+            effect = Text("applied to nothing")
+        else:
+            effect = Text("matched results, none of which failed")
+        rows = [
+            (Text("Expiry", "dim"), expiry),
+            (Text("Approved by", "dim"), _t(waiver.approver)),
+            (Text("Why", "dim"), _t(waiver.justification)),
+            (Text("This scan", "dim"), effect),
+        ]
+        if waiver.source:
+            rows.append((Text("Source", "dim"), _t(waiver.source)))
+        parts += [heading, _fields(rows), Text("")]
+    return parts
+
+
+def _delta(report: ScanReport) -> list[RenderableType]:
+    """What changed since the previous scan of the same inventory, when the history knows."""
+    delta = report.delta
+    if delta is None:
+        return []
+    parts: list[RenderableType] = [
+        Rule(Text("Since the last scan", "bold"), align="left"),
+        _t(delta_summary(delta)),
+    ]
+
+    def items(values: Sequence[DeltaItem]) -> Text:
+        lines = []
+        for item in values:
+            change = " -> ".join(
+                "none" if status is None else status.value for status in (item.before, item.after)
+            )
+            lines.append(f"{item.check_id} on {item.target} ({change})")
+        return _t("\n".join(lines))
+
+    rows: list[tuple[Text, Text]] = []
+    for label, style, values in (
+        ("New failures", STATUS_STYLES[Status.FAIL], delta.new_failures),
+        ("New errors", STATUS_STYLES[Status.ERROR], delta.new_errors),
+        ("Fixed", STATUS_STYLES[Status.PASS], delta.fixed),
+        ("Still failing", "red", delta.still_failing),
+    ):
+        if values:
+            rows.append((Text(label, style), items(values)))
+    if delta.hosts_added:
+        rows.append((Text("Hosts added", "dim"), _t(", ".join(delta.hosts_added))))
+    if delta.hosts_removed:
+        rows.append((Text("Hosts removed", "dim"), _t(", ".join(delta.hosts_removed))))
+    if rows:
+        parts.append(_fields(rows, indent=2))
+    else:
+        parts.append(Text("  Nothing changed.", "dim"))
+    parts.append(Text(""))
+    return parts
+
+
 def _verdict(report: ScanReport) -> Text:
     """The last line: outcome and exit code, the deciding counts, hosts not scanned."""
     code = report.exit_code()
@@ -443,6 +596,9 @@ def _verdict(report: ScanReport) -> Text:
     failed = len(report.failed_hosts())
     if failed:
         deciding.append(f"{plural(failed, 'host')} not scanned")
+    if counts[Status.WAIVED]:
+        # Never deciding, but a clean exit code must not hide accepted risks.
+        deciding.append(f"{counts[Status.WAIVED]} WAIVED (accepted, not failing)")
     if deciding:
         line += "; " + ", ".join(deciding)
     return Text.assemble(("Verdict: ", "bold"), (line, _VERDICT_STYLES[code]))
@@ -477,9 +633,12 @@ def render_terminal(report: ScanReport, console: Console) -> None:
     parts += _matrix(report, console.width)
     parts.append(_counts(report))
     parts.append(blank)
+    parts += _delta(report)
     parts += _problems(report, Status.FAIL, "FAIL - not compliant")
     parts += _problems(report, Status.ERROR, "ERROR - could not be evaluated")
+    parts += _waived(report)
     parts += _manual(report)
+    parts += _waivers(report)
     parts.append(Rule(style="dim"))
     parts.append(_verdict(report))
     for part in parts:

@@ -14,9 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from agent.report.html import render_html
 from agent.report.json_report import render_json
 from agent.report.junit import render_junit
+from agent.report.markdown import render_markdown
 from agent.report.model import ScanReport
+from agent.report.prometheus import render_prometheus
 
 #: A reporter that renders to text: a pure function of the report.
 Renderer = Callable[[ScanReport], str]
@@ -25,19 +28,30 @@ Renderer = Callable[[ScanReport], str]
 RENDERERS: Final[dict[str, Renderer]] = {
     "json": render_json,
     "junit": render_junit,
+    "html": render_html,
+    "markdown": render_markdown,
+    "prometheus": render_prometheus,
 }
 
 #: Format name -> file name in the output directory.
 FILENAMES: Final[dict[str, str]] = {
     "json": "mfa-agent-report.json",
     "junit": "mfa-agent-report.xml",
+    "html": "mfa-agent-report.html",
+    "markdown": "mfa-agent-report.md",
+    # node_exporter's textfile collector reads *.prom files.
+    "prometheus": "mfa-agent.prom",
 }
 
+#: Permission bits of a new file per format (default 0600). node_exporter runs as its own user
+#: and must be able to read the metrics; they name checks and hosts, not evidence.
+FILE_MODES: Final[dict[str, int]] = {"prometheus": 0o644}
+
 #: The file formats, in the order they are documented.
-FORMATS: Final[tuple[str, ...]] = ("json", "junit")
+FORMATS: Final[tuple[str, ...]] = ("json", "junit", "html", "markdown", "prometheus")
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Write `text` (UTF-8, newlines as given) to `path` so that readers see either the old file
     or the complete new one, never a partial write.
 
@@ -45,8 +59,8 @@ def write_atomic(path: Path, text: str) -> None:
     renamed over `path` (`os.replace`). On any failure the temporary file is removed, `path` is
     left as it was, and the exception propagates. The parent directory is created if needed.
 
-    A new file is readable by its owner only (0600): reports describe security weaknesses. A
-    file that is replaced keeps its permission bits.
+    A new file gets `mode`, by default readable by its owner only (0600): reports describe
+    security weaknesses. A file that is replaced keeps its permission bits.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +71,10 @@ def write_atomic(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -94,6 +110,6 @@ def write_reports(report: ScanReport, formats: Sequence[str], out_dir: Path) -> 
         )
     chosen = list(dict.fromkeys(formats))
     rendered = [(Path(out_dir) / FILENAMES[name], RENDERERS[name](report)) for name in chosen]
-    for path, text in rendered:
-        write_atomic(path, text)
+    for name, (path, text) in zip(chosen, rendered, strict=True):
+        write_atomic(path, text, FILE_MODES.get(name, 0o600))
     return [path for path, _ in rendered]
