@@ -274,18 +274,20 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
     save_facts, formats, output_dir = out.save_facts, out.formats, out.output_dir
     from agent import factsfile
     from agent.report import FILENAMES, RENDERERS, render_terminal, write_atomic
+    from agent.report.writer import FILE_MODES
 
-    outputs: list[tuple[Path, Callable[[], str]]] = []
+    outputs: list[tuple[Path, Callable[[], str], int]] = []
     if save_facts:
-        outputs.append((Path(save_facts), lambda: factsfile.dumps(run.facts)))
+        outputs.append((Path(save_facts), lambda: factsfile.dumps(run.facts), 0o600))
     if output_dir is not None:
         for fmt in dict.fromkeys(formats or FORMATS):
-            outputs.append((Path(output_dir) / FILENAMES[fmt], partial(RENDERERS[fmt], run.report)))
+            path = Path(output_dir) / FILENAMES[fmt]
+            outputs.append((path, partial(RENDERERS[fmt], run.report), FILE_MODES.get(fmt, 0o600)))
     written: list[Path] = []
     failures: list[Problem] = []
-    for path, text in outputs:
+    for path, text, mode in outputs:
         try:
-            write_atomic(path, text())
+            write_atomic(path, text(), mode)
             written.append(path)
         except OSError as exc:
             failures.append(Problem(str(path), f"cannot write: {exc.strerror or exc}"))
@@ -348,12 +350,16 @@ def demo(
         lab_scheme: Literal["http", "https"] = "https" if scheme == "https" else "http"
         with start_lab(scheme=lab_scheme, password=password, state_dir=state_dir) as lab:
             inventory_path = lab.write_inventory(state_dir / "lab-inventory.yaml")
+            saved = os.environ.get(PASSWORD_ENV)
             os.environ[PASSWORD_ENV] = password
             try:
                 inventory = _load_inventory(str(inventory_path))
                 run = _live_scan(inventory, ScanOptions(), workers=8, timeouts=(2.0, 2, 6.0))
             finally:
-                os.environ.pop(PASSWORD_ENV, None)
+                if saved is None:
+                    os.environ.pop(PASSWORD_ENV, None)
+                else:
+                    os.environ[PASSWORD_ENV] = saved
         _deliver(run, _Output(save_facts, formats, output_dir, color))
 
 

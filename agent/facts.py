@@ -53,9 +53,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class FactUnavailable(Exception):
     """A fact the check needs was not gathered, or its read failed."""
 
-    def __init__(self, fact: str, reason: str) -> None:
+    def __init__(self, fact: str, reason: str, host_error: str | None = None) -> None:
         self.fact = fact
         self.reason = reason
+        #: The kind of host-level error when the whole host could not be read.
+        self.host_error = host_error
         super().__init__(f"fact '{fact}' unavailable: {reason}")
 
 
@@ -238,7 +240,9 @@ class HostFacts:
     def fact(self, name: str) -> FactDict:
         """The named fact, or `FactUnavailable` (host unreachable, not collected, read failed)."""
         if self.error is not None:
-            raise FactUnavailable(name, f"host not scanned: {self.error.message}")
+            raise FactUnavailable(
+                name, f"host not scanned: {self.error.message}", host_error=self.error.kind
+            )
         return read_entry(name, self.facts.get(name))
 
     def has_role(self, role: str) -> bool:
@@ -292,6 +296,8 @@ def guarded(evaluate: Callable[[], Outcome]) -> Outcome:
     try:
         return evaluate()
     except FactUnavailable as exc:
+        if exc.host_error is not None:
+            return errored(str(exc), fact=exc.fact, host_error=exc.host_error)
         return errored(str(exc), fact=exc.fact)
     except FactShapeError as exc:
         return errored(str(exc), fact=exc.fact, path=exc.path)

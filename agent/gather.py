@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
 from agent.connectors.ssh import SSHConnector
 from agent.connectors.winrm import Timeouts, WinRMConnector
 from agent.facts import HostError, HostFacts
@@ -186,17 +186,8 @@ class _Pool:
             for name, _, _ in expired:
                 del self.running[name]
         for _, connector, host in expired:
-            seconds = self.options.timeouts.host
-            self._record(
-                _facts(
-                    host,
-                    error=HostError(
-                        ErrorKind.TIMED_OUT.value,
-                        f"timed out: {host.name} gave no complete answer within the "
-                        f"{seconds:g} s host deadline",
-                    ),
-                )
-            )
+            late = deadline_passed(host.name, self.options.timeouts.host)
+            self._record(_facts(host, error=HostError(late.kind.value, late.message)))
             _quietly(connector.abort)
             self._start_worker()
 

@@ -66,7 +66,13 @@ def test_output_dir_writes_every_format(run_cli: Run, tmp_path: Path) -> None:
     result = replay(run_cli, "-o", str(tmp_path / "out"))
     assert result.code == 1
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["mfa-agent-report.json", "mfa-agent-report.xml"]
+    assert names == [
+        "mfa-agent-report.html",
+        "mfa-agent-report.json",
+        "mfa-agent-report.md",
+        "mfa-agent-report.xml",
+        "mfa-agent.prom",
+    ]
     assert "Verdict" in result.out  # the terminal report is still shown
 
 

@@ -291,10 +291,6 @@ def test_the_committed_lab_facts_give_the_live_statuses(
 _DEADLINE = re.compile(r"\b\d+(\.\d+)? s host deadline")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "inventory/lab.facts.json is stale: mfa02/portal02 carry host error kinds 'auth'/'timeout' "
-    "and messages from before the connector's error table (live: 'authentication-refused', "
-    "'timed-out'); regenerate it from a live scan of the lab"))
 def test_the_committed_lab_facts_give_the_live_reasons(
     timed_scan: TimedScan, run_cli: Runner
 ) -> None:

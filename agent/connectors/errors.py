@@ -124,3 +124,11 @@ def classify(exc: BaseException, *, where: str) -> ConnectorError:
     return ConnectorError(
         ErrorKind.CONNECTION_FAILED, f"unexpected {type(exc).__name__} talking to {where}"
     )
+
+
+def deadline_passed(host: str, seconds: float) -> ConnectorError:
+    """The one error for a host that used up its deadline, whoever noticed it first."""
+    return ConnectorError(
+        ErrorKind.TIMED_OUT,
+        f"timed out: {host} gave no complete answer within the {seconds:g} s host deadline",
+    )

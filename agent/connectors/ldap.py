@@ -198,8 +198,13 @@ def _open(
     )
     try:
         conn.open(read_server_info=False)
-        if settings.starttls and not endpoint.ldaps:
-            conn.start_tls(read_server_info=False)
+        # ldap3 reports some StartTLS failures by returning False: never bind in the clear then.
+        if settings.starttls and not endpoint.ldaps and not conn.start_tls(read_server_info=False):
+            conn.unbind()
+            raise ConnectorError(
+                ErrorKind.TLS_VERIFICATION_FAILED,
+                f"StartTLS with {endpoint.url} failed: the connection is not encrypted",
+            )
         if not conn.bind():
             error = _bind_error(conn, endpoint, settings.bind_dn)
             conn.unbind()

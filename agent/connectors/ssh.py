@@ -15,7 +15,7 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -24,7 +24,7 @@ from typing import Any
 
 import paramiko
 
-from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
 from agent.connectors.sshopts import HostKeyPolicy, Jump, SshOptions, parse_ssh_args
 from agent.connectors.winrm import (
     SCRIPT_FAILURES,
@@ -38,6 +38,10 @@ from agent.inventory import Host
 
 #: Exit codes of a shell that could not find the program: sh, cmd.exe.
 _NOT_FOUND = frozenset({127, 9009})
+#: cmd.exe's answer to a command line over its limit (as the WinRM connector recognises it).
+_TOO_LONG = "The command line is too long"
+#: Host key algorithms that a known_hosts key type can be negotiated as.
+_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -75,6 +79,19 @@ class HostKeyCheck:
             raise ConnectorError(ErrorKind.CONFIGURATION, f"known hosts file {path} does not exist")
         return cls(policy=options.host_key_policy, known=known)
 
+    def preferred_key_types(self, host: str, port: int, offered: Sequence[str]) -> list[str]:
+        """`offered` (the client's host key algorithms) with those known for the host first.
+
+        As OpenSSH does: a server usually has several host keys (Windows' OpenSSH: RSA, ECDSA and
+        Ed25519) and known_hosts may hold only one type; negotiating another type would present
+        a key known_hosts does not have — a false "changed" alarm.
+        """
+        entry = self.known.lookup(known_hosts_name(host, port))
+        if entry is None:
+            return list(offered)
+        wanted = {alg for name in entry for alg in _ALGORITHMS.get(name, (name,))}
+        return [t for t in offered if t in wanted] + [t for t in offered if t not in wanted]
+
     def verify(self, host: str, port: int, key: paramiko.PKey) -> None:
         """Accept the key, or raise HOST_KEY_UNKNOWN / HOST_KEY_CHANGED with its fingerprint."""
         name = known_hosts_name(host, port)
@@ -99,6 +116,18 @@ class HostKeyCheck:
                 f"host key of {name} CHANGED: it presents {shown}, which known_hosts does not "
                 "have for it (a reinstalled host, or someone in the middle)",
             )
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a timeout is in the exception's chain (paramiko wraps its socket.timeout)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TimeoutError):  # socket.timeout is TimeoutError
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _connect_error(exc: BaseException, where: str) -> ConnectorError:
@@ -154,14 +183,15 @@ class SSHConnector:
         options = parse_ssh_args(self.host.connection.ssh_common_args)
         keys = HostKeyCheck.load(options)
         try:
-            transport = self._open(options, keys)
-            self.notes += keys.accepted
+            try:
+                transport = self._open(options, keys)
+            finally:
+                # Also when signing in then fails: credentials went to a key accepted on first use.
+                self.notes += keys.accepted
             facts: dict[str, Any] = {}
             for script in scripts:
                 if time.monotonic() > deadline:
-                    raise ConnectorError(
-                        ErrorKind.TIMED_OUT, f"timed out: {self.host.name} passed its host deadline"
-                    )
+                    raise deadline_passed(self.host.name, self.timeouts.host)
                 if on_script is not None:
                     on_script(script.name)
                 try:
@@ -205,7 +235,21 @@ class SSHConnector:
             self._transports.append(transport)
         transport.banner_timeout = self.timeouts.connect
         transport.auth_timeout = self.timeouts.connect
-        transport.start_client(timeout=self.timeouts.connect)
+        security = transport.get_security_options()
+        security.key_types = keys.preferred_key_types(hop.host, hop.port, security.key_types)
+        try:
+            transport.start_client(timeout=self.timeouts.connect)
+        except paramiko.SSHException as exc:
+            if not _timed_out(exc):
+                raise
+        if not transport.initial_kex_done:
+            # start_client returns when its timeout passes, handshake or not; a server that
+            # accepts the connection but never speaks SSH fails the banner read with a timeout.
+            raise ConnectorError(
+                ErrorKind.TIMED_OUT,
+                f"timed out waiting for {where}: no SSH handshake within "
+                f"{self.timeouts.connect:g} s",
+            )
         keys.verify(hop.host, hop.port, transport.get_remote_server_key())
         self._authenticate(transport, hop.user or self.host.connection.user, where)
         return transport
@@ -254,8 +298,17 @@ class SSHConnector:
         c = self.host.connection
         path = str(Path(c.ssh_private_key_file or "").expanduser())
         passphrase = c.ssh_key_passphrase.reveal() if c.ssh_key_passphrase is not None else None
+        # Bytes: paramiko hands the password to cryptography's loaders, which refuse a str.
+        secret = passphrase.encode("utf-8") if passphrase is not None else None
         try:
-            return paramiko.PKey.from_path(path, password=passphrase)
+            try:
+                return paramiko.PKey.from_path(path, password=secret)  # type: ignore[arg-type]
+            except TypeError:
+                # cryptography: "Key is password-protected, but password was not provided", or
+                # "Password was given but private key is not encrypted" (OpenSSH ignores it too).
+                if secret is None:
+                    raise paramiko.PasswordRequiredException(path) from None
+                return paramiko.PKey.from_path(path)
         except paramiko.PasswordRequiredException:
             raise ConnectorError(
                 ErrorKind.CONFIGURATION,
@@ -269,6 +322,7 @@ class SSHConnector:
 
     def _run(self, transport: paramiko.Transport, script: FactScript) -> dict[str, Any]:
         name = self.host.name
+        sent = datetime.now(UTC)
         try:
             channel = transport.open_session(timeout=self.timeouts.connect)
             channel.settimeout(self.timeouts.operation + 10)
@@ -279,7 +333,7 @@ class SSHConnector:
             channel.close()
         except Exception as exc:
             raise _connect_error(exc, name) from None
-        received = datetime.now(UTC)
+        read_at = sent + (datetime.now(UTC) - sent) / 2  # see WinRMConnector._run
         if code in _NOT_FOUND:
             raise ConnectorError(
                 ErrorKind.POWERSHELL_MISSING,
@@ -288,11 +342,16 @@ class SSHConnector:
             )
         if code != 0:
             text = clixml_text(stderr.decode("utf-8", "replace"))
+            if _TOO_LONG in text:  # cmd.exe, Windows OpenSSH's default shell, refused the line
+                raise ConnectorError(
+                    ErrorKind.COMMAND_LINE_TOO_LONG,
+                    f"{name} refused the {script.name} script: the command line is too long",
+                )
             raise ConnectorError(
                 ErrorKind.POWERSHELL_ERROR,
                 f"PowerShell error on {name} in the {script.name} script (exit {code}): "
                 f"{text[:300] or 'no message'}",
             )
         entries = parse_script_output(script, stdout, where=name)
-        stamp_clock(entries, received)
+        stamp_clock(entries, read_at)
         return entries

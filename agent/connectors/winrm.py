@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
-from agent.connectors.errors import ConnectorError, ErrorKind, classify
+from agent.connectors.errors import ConnectorError, ErrorKind, classify, deadline_passed
 from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
 from agent.inventory import Host
 
@@ -103,7 +104,9 @@ def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:
             username=c.user,
             password=password,
             server_cert_validation=c.winrm_cert_validation,
-            ca_trust_path=c.winrm_ca_trust_path or "legacy_requests",
+            # None: no CA override and, unlike pywinrm's "legacy_requests" default, no trust
+            # taken from REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the environment.
+            ca_trust_path=c.winrm_ca_trust_path,  # type: ignore[arg-type]
             cert_pem=cert_pem if isinstance(cert_pem, str) else None,
             cert_key_pem=cert_key if isinstance(cert_key, str) else None,
             read_timeout_sec=timeouts.operation + 10,
@@ -174,10 +177,11 @@ def _is_entry(entry: Any) -> bool:
     return set(entry) == {"value"} or (set(entry) == {"error"} and isinstance(entry["error"], str))
 
 
-def stamp_clock(entries: dict[str, Any], received: datetime) -> None:
+def stamp_clock(entries: dict[str, Any], read_at: datetime) -> None:
+    """Add the agent's own time, estimated for when the host read its clock, to the clock fact."""
     clock = entries.get("clock")
     if isinstance(clock, dict) and isinstance(clock.get("value"), dict):
-        clock["value"] = {**clock["value"], "agent_utc": received.isoformat()}
+        clock["value"] = {**clock["value"], "agent_utc": read_at.isoformat()}
 
 
 class WinRMConnector:
@@ -187,11 +191,13 @@ class WinRMConnector:
         self.host = host
         self.timeouts = timeouts
         self._protocol: Protocol | None = None
+        self._aborted = threading.Event()
         self.notes: list[str] = []
         self._lock = threading.Lock()
 
     def abort(self) -> None:
         """Called from the coordinator when the host deadline passed: drop the connection."""
+        self._aborted.set()
         with self._lock:
             protocol = self._protocol
         if protocol is not None:
@@ -218,25 +224,44 @@ class WinRMConnector:
         try:
             for script in scripts:
                 if time.monotonic() > deadline:
-                    raise ConnectorError(
-                        ErrorKind.TIMED_OUT, f"timed out: {name} passed its host deadline"
-                    )
+                    raise deadline_passed(name, self.timeouts.host)
                 if on_script is not None:
                     on_script(script.name)
                 try:
-                    facts.update(self._run(protocol, shell, script))
+                    facts.update(self._run(protocol, shell, script, deadline))
                 except ConnectorError as exc:
                     if exc.kind not in SCRIPT_FAILURES:
                         raise
                     # This script's facts are unavailable; the host's other scripts still count.
                     facts.update({fact: {"error": exc.message} for fact in script.facts})
         finally:
-            # The shell dies with the connection anyway; a failed close changes no fact.
-            with contextlib.suppress(Exception):
-                protocol.close_shell(shell)
+            # The shell dies with the connection anyway; a failed close changes no fact. After an
+            # abort nothing more is sent: the host has been given up on.
+            if not self._aborted.is_set():
+                with contextlib.suppress(Exception):
+                    protocol.close_shell(shell)
         return facts
 
-    def _run(self, protocol: Protocol, shell: str, script: FactScript) -> Mapping[str, Any]:
+    def _receive(
+        self, protocol: Protocol, shell: str, command_id: str, deadline: float
+    ) -> tuple[bytes, bytes, int]:
+        """Collect a command's output. pywinrm's own loop retries a timed-out Receive forever;
+        this one stops at the host deadline or when the coordinator aborts the host."""
+        stdout, stderr = b"", b""
+        while True:
+            if self._aborted.is_set() or time.monotonic() > deadline:
+                raise deadline_passed(self.host.name, self.timeouts.host)
+            try:
+                out, err, code, done = protocol.get_command_output_raw(shell, command_id)
+            except WinRMOperationTimeoutError:
+                continue  # the command is still running: ask again
+            stdout, stderr = stdout + out, stderr + err
+            if done:
+                return stdout, stderr, code
+
+    def _run(
+        self, protocol: Protocol, shell: str, script: FactScript, deadline: float
+    ) -> Mapping[str, Any]:
         name = self.host.name
         command = script.command_line()
         if len(command) > MAX_COMMAND_LINE:  # our own bug, caught before Windows does
@@ -245,17 +270,21 @@ class WinRMConnector:
                 f"the {script.name} script is {len(command)} characters encoded "
                 f"(limit {MAX_COMMAND_LINE})",
             )
+        sent = datetime.now(UTC)
         try:
             command_id = protocol.run_command(shell, command)
             try:
-                stdout, stderr, code = protocol.get_command_output(shell, command_id)
+                stdout, stderr, code = self._receive(protocol, shell, command_id, deadline)
             finally:
-                protocol.cleanup_command(shell, command_id)
+                if not self._aborted.is_set():
+                    protocol.cleanup_command(shell, command_id)
         except ConnectorError:
             raise
         except Exception as exc:
             raise classify(exc, where=name) from None
-        received = datetime.now(UTC)
+        # The script read the host clock somewhere between sending and receiving: the midpoint
+        # halves the error the command's own run time adds to the measured skew.
+        read_at = sent + (datetime.now(UTC) - sent) / 2
         if code != 0:
             text = clixml_text(stderr.decode("utf-8", "replace"))
             if _TOO_LONG in text:
@@ -269,5 +298,5 @@ class WinRMConnector:
                 f"{text[:300] or 'no message'}",
             )
         entries = parse_script_output(script, stdout, where=name)
-        stamp_clock(entries, received)
+        stamp_clock(entries, read_at)
         return entries
