@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
@@ -322,45 +322,44 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS))
 @click.option("-o", "--output-dir", metavar="DIR", help="Directory for report files.")
 @click.option("--save-facts", metavar="FILE", help="Write the facts the demo gathered to FILE.")
+@click.option(
+    "--directory/--no-directory",
+    default=True,
+    help="Also start the lab's directory (a Samba AD DC; needs Samba and root). Default: on.",
+)
 @click.option("--color/--no-color", default=None)
 def demo(
     scheme: str,
     formats: tuple[str, ...],
     output_dir: str | None,
     save_facts: str | None,
+    directory: bool,
     color: bool | None,
 ) -> None:
     """Start the built-in simulated lab, scan it live over WinRM, report, and stop the lab.
 
     The lab is a small deployment with deliberate problems; its hosts are WS-Management servers
     on 127.0.1.x that the real WinRM client talks to. Two of them misbehave on purpose: one
-    refuses the password, one never answers (the demo waits 6 s for it).
+    refuses the password, one never answers (the demo waits 6 s for it). When Samba is installed
+    (and the demo runs as root) a throwaway Active Directory domain joins the lab, so the
+    PhoneFactor Admins checks run live too.
     """
-    import os
-    import secrets
-    import tempfile
-
-    from agent.lab import PASSWORD_ENV, start_lab
+    from agent.lab.demo import run_demo
     from agent.scan import ScanOptions
 
     _check_output_args(formats, output_dir)
-    with tempfile.TemporaryDirectory(prefix="mfa-agent-demo-") as state:
-        state_dir = Path(state)
-        password = secrets.token_urlsafe(18)
-        lab_scheme: Literal["http", "https"] = "https" if scheme == "https" else "http"
-        with start_lab(scheme=lab_scheme, password=password, state_dir=state_dir) as lab:
-            inventory_path = lab.write_inventory(state_dir / "lab-inventory.yaml")
-            saved = os.environ.get(PASSWORD_ENV)
-            os.environ[PASSWORD_ENV] = password
-            try:
-                inventory = _load_inventory(str(inventory_path))
-                run = _live_scan(inventory, ScanOptions(), workers=8, timeouts=(2.0, 2, 6.0))
-            finally:
-                if saved is None:
-                    os.environ.pop(PASSWORD_ENV, None)
-                else:
-                    os.environ[PASSWORD_ENV] = saved
-        _deliver(run, _Output(save_facts, formats, output_dir, color))
+
+    def scan_lab(inventory_path: Path) -> ScanRun:
+        inventory = _load_inventory(str(inventory_path))
+        return _live_scan(inventory, ScanOptions(), workers=8, timeouts=(2.0, 2, 6.0))
+
+    run: ScanRun = run_demo(
+        scan_lab,
+        scheme="https" if scheme == "https" else "http",
+        with_directory=directory,
+        say=lambda line: _stderr().print(line, markup=False),
+    )
+    _deliver(run, _Output(save_facts, formats, output_dir, color))
 
 
 @cli.group("lab")

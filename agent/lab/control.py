@@ -110,8 +110,13 @@ class Lab:
     ) -> None:
         self.stop()
 
-    def inventory(self, password_env: str = PASSWORD_ENV) -> dict[str, Any]:
-        """The Ansible inventory of this lab as data (the password only as an env lookup)."""
+    def inventory(
+        self, password_env: str = PASSWORD_ENV, extra_vars: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The Ansible inventory of this lab as data (the password only as an env lookup).
+
+        `extra_vars` join the ``all`` vars (e.g. the lab directory's ``mfa_directory``).
+        """
         if not _ENV_NAME.match(password_env):
             raise ValueError(f"{password_env!r} is not an environment variable name")
         common: dict[str, Any] = {
@@ -125,6 +130,7 @@ class Lab:
             common["ansible_winrm_server_cert_validation"] = "validate"
             common["ansible_winrm_ca_trust_path"] = str(self.ca_file)
         common.update(self.definition.inventory_vars)
+        common.update(extra_vars or {})
         children: dict[str, Any] = {}
         ungrouped: dict[str, Any] = {}
         for role in ROLES:
@@ -143,14 +149,22 @@ class Lab:
         everything["children"] = children
         return {"all": everything}
 
-    def write_inventory(self, path: Path, password_env: str = PASSWORD_ENV) -> Path:
+    def write_inventory(
+        self,
+        path: Path,
+        password_env: str = PASSWORD_ENV,
+        extra_vars: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write the inventory as YAML (atomically); the password is never written."""
         header = (
             f"# The mfa-agent lab ({self.definition.directory}), generated while it runs.\n"
             f"# The password is read from the environment variable {password_env}.\n"
         )
         text = header + yaml.safe_dump(
-            self.inventory(password_env), sort_keys=False, default_flow_style=False, width=100
+            self.inventory(password_env, extra_vars),
+            sort_keys=False,
+            default_flow_style=False,
+            width=100,
         )
         write_atomically(path, text.encode("utf-8"), 0o644)
         return path
