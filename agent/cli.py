@@ -389,7 +389,12 @@ def lab_group() -> None:
     help="Port for every host; 0 gives each host an ephemeral port.",
 )
 @click.option("--scheme", type=click.Choice(["http", "https"]), default="http", show_default=True)
-def lab_serve(profiles: str | None, state_dir: str, port: int, scheme: str) -> None:
+@click.option(
+    "--directory", is_flag=True, help="Also run the lab's directory (Samba AD DC; Samba and root)."
+)
+def lab_serve(
+    profiles: str | None, state_dir: str, port: int, scheme: str, directory: bool
+) -> None:
     """Serve a lab until stopped, and write an inventory for it.
 
     \b
@@ -402,6 +407,8 @@ def lab_serve(profiles: str | None, state_dir: str, port: int, scheme: str) -> N
     argv = ["--state-dir", state_dir, "--port", str(port), "--scheme", scheme]
     if profiles:
         argv += ["--profiles", profiles]
+    if directory:
+        argv.append("--directory")
     raise SystemExit(serve(argv))
 
 

@@ -26,7 +26,9 @@ from types import FrameType
 from typing import Final
 
 from agent.errors import AgentError
+from agent.lab import directory
 from agent.lab.control import DEFAULT_USER, PASSWORD_ENV, start_lab, write_atomically
+from agent.lab.samba import SambaError
 
 INVENTORY_FILE: Final = "inventory.yaml"
 ENV_FILE: Final = "lab.env"
@@ -49,6 +51,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help=f"lab account (default {DEFAULT_USER})")
     parser.add_argument("--allow-unencrypted", action="store_true",
                         help="accept plain SOAP over http (Basic over http)")
+    parser.add_argument("--directory", action="store_true",
+                        help="also run the lab's directory (a Samba AD DC; needs Samba and root)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser.parse_args(argv)
 
@@ -78,10 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as exc:
         print(f"mfa-agent lab: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    lab_dc: directory.LabDirectory | None = None
     try:
-        inventory = lab.write_inventory(state_dir / INVENTORY_FILE)
-        write_atomically(state_dir / ENV_FILE,
-                          f"{PASSWORD_ENV}={shlex.quote(password)}\n".encode(), 0o600)
+        env = {PASSWORD_ENV: password}
+        if args.directory:
+            if not directory.available():
+                print(f"mfa-agent lab: {directory.INSTALL_HINT}", file=sys.stderr)
+                return 3
+            try:
+                lab_dc = directory.start_directory(
+                    state_dir / "samba", directory.service_accounts(lab.definition)
+                )
+            except (SambaError, OSError) as exc:
+                print(f"mfa-agent lab: the directory did not start: {exc}", file=sys.stderr)
+                return 2
+            env[directory.LDAP_PASSWORD_ENV] = lab_dc.reader_password
+        extra = lab_dc.inventory_vars() if lab_dc else None
+        inventory = lab.write_inventory(state_dir / INVENTORY_FILE, extra_vars=extra)
+        lines = "".join(f"{name}={shlex.quote(value)}\n" for name, value in env.items())
+        write_atomically(state_dir / ENV_FILE, lines.encode(), 0o600)
         (state_dir / ENV_FILE).chmod(0o600)
         description = {
             "pid": os.getpid(),
@@ -105,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         ready.unlink(missing_ok=True)
+        if lab_dc is not None:
+            lab_dc.stop()
         lab.stop()
     return 0
 
