@@ -80,6 +80,9 @@ def cli(debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # paramiko logs every failed handshake with a traceback; the host's ERROR result already
+    # says what happened, so its own log is only for --debug.
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
 
 def _load_inventory(path: str) -> Inventory:

@@ -22,7 +22,7 @@ CertValidation = Literal["validate", "ignore"]
 ShellType = Literal["powershell", "cmd"]
 
 #: Host-key-checking switches in ansible_ssh_common_args that make SSH trust any server.
-_NO_HOST_KEY_CHECKS = ("stricthostkeychecking=no", "userknownhostsfile=/dev/null")
+_NO_HOST_KEY_CHECKS = ("stricthostkeychecking=no", "stricthostkeychecking=off")
 
 
 @dataclass(frozen=True)
