@@ -246,7 +246,7 @@ def _live_scan(
     timeouts: tuple[float, int, float],
     progress: bool = True,
 ) -> ScanRun:
-    from agent.connectors.winrm import Timeouts
+    from agent.connectors.common import Timeouts
     from agent.gather import GatherOptions
     from agent.progress import ScanProgress
     from agent.scan import live

@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.connectors.common import Timeouts
 from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
 from agent.connectors.ssh import SSHConnector
-from agent.connectors.winrm import Timeouts, WinRMConnector
+from agent.connectors.winrm import WinRMConnector
 from agent.facts import HostError, HostFacts
 from agent.inventory import Host
 

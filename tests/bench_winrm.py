@@ -36,7 +36,7 @@ from labfixtures import (
     running_lab,
 )
 
-from agent.connectors.winrm import Timeouts
+from agent.connectors.common import Timeouts
 from agent.gather import GatherOptions
 from agent.inventory import load_inventory
 from agent.lab import builtin_profiles_dir

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,22 +23,14 @@ from typing import Any
 
 import paramiko
 
-from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
+from agent.connectors.common import Timeouts, run_scripts, script_entries
+from agent.connectors.errors import ConnectorError, ErrorKind
 from agent.connectors.sshopts import HostKeyPolicy, Jump, SshOptions, parse_ssh_args
-from agent.connectors.winrm import (
-    SCRIPT_FAILURES,
-    Timeouts,
-    clixml_text,
-    parse_script_output,
-    stamp_clock,
-)
 from agent.factscripts import FactScript, scripts_for
 from agent.inventory import Host
 
 #: Exit codes of a shell that could not find the program: sh, cmd.exe.
 _NOT_FOUND = frozenset({127, 9009})
-#: cmd.exe's answer to a command line over its limit (as the WinRM connector recognises it).
-_TOO_LONG = "The command line is too long"
 #: Host key algorithms that a known_hosts key type can be negotiated as.
 _ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
@@ -173,9 +164,7 @@ class SSHConnector:
             with contextlib.suppress(Exception):
                 transport.close()
 
-    def gather(
-        self, deadline: float, on_script: Callable[[str], None] | None = None
-    ) -> dict[str, Any]:
+    def gather(self, deadline: float) -> dict[str, Any]:
         """Run every fact script the host's roles need; return fact name → entry."""
         scripts = scripts_for(self.host.roles)
         if not scripts:
@@ -188,19 +177,13 @@ class SSHConnector:
             finally:
                 # Also when signing in then fails: credentials went to a key accepted on first use.
                 self.notes += keys.accepted
-            facts: dict[str, Any] = {}
-            for script in scripts:
-                if time.monotonic() > deadline:
-                    raise deadline_passed(self.host.name, self.timeouts.host)
-                if on_script is not None:
-                    on_script(script.name)
-                try:
-                    facts.update(self._run(transport, script))
-                except ConnectorError as exc:
-                    if exc.kind not in SCRIPT_FAILURES:
-                        raise
-                    facts.update({fact: {"error": exc.message} for fact in script.facts})
-            return facts
+            return run_scripts(
+                scripts,
+                partial(self._run, transport),
+                where=self.host.name,
+                deadline=deadline,
+                host_seconds=self.timeouts.host,
+            )
         finally:
             self.abort()
 
@@ -340,18 +323,4 @@ class SSHConnector:
                 f"PowerShell is not available on {name} (exit {code}): "
                 "the remote shell found no 'powershell' program",
             )
-        if code != 0:
-            text = clixml_text(stderr.decode("utf-8", "replace"))
-            if _TOO_LONG in text:  # cmd.exe, Windows OpenSSH's default shell, refused the line
-                raise ConnectorError(
-                    ErrorKind.COMMAND_LINE_TOO_LONG,
-                    f"{name} refused the {script.name} script: the command line is too long",
-                )
-            raise ConnectorError(
-                ErrorKind.POWERSHELL_ERROR,
-                f"PowerShell error on {name} in the {script.name} script (exit {code}): "
-                f"{text[:300] or 'no message'}",
-            )
-        entries = parse_script_output(script, stdout, where=name)
-        stamp_clock(entries, read_at)
-        return entries
+        return script_entries(script, name, stdout, stderr, code, read_at)

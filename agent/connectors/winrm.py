@@ -10,41 +10,24 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import ipaddress
-import json
 import threading
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
+from agent.connectors.common import Timeouts, run_scripts, script_entries
 from agent.connectors.errors import ConnectorError, ErrorKind, classify, deadline_passed
 from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
 from agent.inventory import Host
 
-#: The ``-EncodedCommand`` limit as cmd.exe reports it.
-_TOO_LONG = "The command line is too long"
-#: Failures of one script (its facts become errors) rather than of the whole host.
-SCRIPT_FAILURES = frozenset(
-    {ErrorKind.POWERSHELL_ERROR, ErrorKind.UNREADABLE_OUTPUT, ErrorKind.COMMAND_LINE_TOO_LONG}
-)
 _EXTRAS = {
     "kerberos": ("requests_kerberos", "kerberos"),
     "credssp": ("requests_credssp", "credssp"),
 }
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Every wait has a bound: connecting, one WS-Management operation, and the whole host."""
-
-    connect: float = 10.0
-    operation: int = 20
-    host: float = 120.0
 
 
 def _url_host(address: str) -> str:
@@ -121,69 +104,6 @@ def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:
     return protocol
 
 
-def clixml_text(stderr: str) -> str:
-    """The error records of PowerShell's CLIXML stderr as plain text (else the text itself)."""
-    if not stderr.startswith("#< CLIXML"):
-        return stderr.strip()
-    body = stderr.split("\n", 1)[1] if "\n" in stderr else ""
-    try:
-        # pywinrm parses the same replies with ElementTree; expat ≥ 2.4 bounds entity expansion.
-        root = ET.fromstring(body)  # noqa: S314
-    except ET.ParseError:
-        return stderr.strip()
-    parts = [
-        (el.text or "")
-        for el in root.iter()
-        if el.tag.endswith("}S") and el.attrib.get("S") == "Error"
-    ]
-    text = "".join(parts).replace("_x000D_", "").replace("_x000A_", " ")
-    return " ".join(text.split())
-
-
-def parse_script_output(script: FactScript, stdout: bytes, *, where: str) -> dict[str, Any]:
-    """The fact entries a script printed, each checked; facts it left out become errors."""
-    try:
-        document = json.loads(stdout.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ConnectorError(
-            ErrorKind.UNREADABLE_OUTPUT,
-            f"unreadable output from {where}: the {script.name} script did not print JSON "
-            f"({len(stdout)} bytes)",
-        ) from None
-    if not isinstance(document, dict):
-        raise ConnectorError(
-            ErrorKind.UNREADABLE_OUTPUT,
-            f"unreadable output from {where}: the {script.name} script printed a JSON "
-            f"{type(document).__name__}, not an object",
-        )
-    unsupported = document.get("_unsupported")
-    entries: dict[str, Any] = {}
-    for fact in script.facts:
-        entry = document.get(fact)
-        if isinstance(unsupported, str):
-            entries[fact] = {"error": unsupported}
-        elif _is_entry(entry):
-            entries[fact] = entry
-        elif entry is None:
-            entries[fact] = {"error": f"the {script.name} script did not report this fact"}
-        else:
-            entries[fact] = {"error": f"the {script.name} script reported it in an unreadable form"}
-    return entries
-
-
-def _is_entry(entry: Any) -> bool:
-    if not isinstance(entry, dict):
-        return False
-    return set(entry) == {"value"} or (set(entry) == {"error"} and isinstance(entry["error"], str))
-
-
-def stamp_clock(entries: dict[str, Any], read_at: datetime) -> None:
-    """Add the agent's own time, estimated for when the host read its clock, to the clock fact."""
-    clock = entries.get("clock")
-    if isinstance(clock, dict) and isinstance(clock.get("value"), dict):
-        clock["value"] = {**clock["value"], "agent_utc": read_at.isoformat()}
-
-
 class WinRMConnector:
     """Gathers one host's facts over WinRM. Create one per host and scan; not thread-safe."""
 
@@ -205,9 +125,7 @@ class WinRMConnector:
             if session is not None:
                 session.close()
 
-    def gather(
-        self, deadline: float, on_script: Callable[[str], None] | None = None
-    ) -> dict[str, Any]:
+    def gather(self, deadline: float) -> dict[str, Any]:
         """Run every fact script the host's roles need; return fact name → entry."""
         scripts = scripts_for(self.host.roles)
         if not scripts:
@@ -216,31 +134,24 @@ class WinRMConnector:
         with self._lock:
             self._protocol = protocol
         name = self.host.name
-        facts: dict[str, Any] = {}
         try:
             shell = protocol.open_shell(codepage=65001)
         except Exception as exc:
             raise classify(exc, where=name) from None
         try:
-            for script in scripts:
-                if time.monotonic() > deadline:
-                    raise deadline_passed(name, self.timeouts.host)
-                if on_script is not None:
-                    on_script(script.name)
-                try:
-                    facts.update(self._run(protocol, shell, script, deadline))
-                except ConnectorError as exc:
-                    if exc.kind not in SCRIPT_FAILURES:
-                        raise
-                    # This script's facts are unavailable; the host's other scripts still count.
-                    facts.update({fact: {"error": exc.message} for fact in script.facts})
+            return run_scripts(
+                scripts,
+                lambda script: self._run(protocol, shell, script, deadline),
+                where=name,
+                deadline=deadline,
+                host_seconds=self.timeouts.host,
+            )
         finally:
             # The shell dies with the connection anyway; a failed close changes no fact. After an
             # abort nothing more is sent: the host has been given up on.
             if not self._aborted.is_set():
                 with contextlib.suppress(Exception):
                     protocol.close_shell(shell)
-        return facts
 
     def _receive(
         self, protocol: Protocol, shell: str, command_id: str, deadline: float
@@ -285,18 +196,4 @@ class WinRMConnector:
         # The script read the host clock somewhere between sending and receiving: the midpoint
         # halves the error the command's own run time adds to the measured skew.
         read_at = sent + (datetime.now(UTC) - sent) / 2
-        if code != 0:
-            text = clixml_text(stderr.decode("utf-8", "replace"))
-            if _TOO_LONG in text:
-                raise ConnectorError(
-                    ErrorKind.COMMAND_LINE_TOO_LONG,
-                    f"{name} refused the {script.name} script: the command line is too long",
-                )
-            raise ConnectorError(
-                ErrorKind.POWERSHELL_ERROR,
-                f"PowerShell error on {name} in the {script.name} script (exit {code}): "
-                f"{text[:300] or 'no message'}",
-            )
-        entries = parse_script_output(script, stdout, where=name)
-        stamp_clock(entries, read_at)
-        return entries
+        return script_entries(script, name, stdout, stderr, code, read_at)
