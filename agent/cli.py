@@ -6,6 +6,7 @@ Exit codes: 0 no FAIL or ERROR · 1 at least one FAIL · 2 no FAIL but at least 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -212,20 +213,22 @@ def scan(
     inventory = _load_inventory(inventory_path) if inventory_path else None
     known = [c.meta.id for c in load_catalogue()]
     waivers = load_waivers(waivers_path, known) if waivers_path else ()
+    facts = factsfile.load(replay) if replay is not None else None
     history = None if no_history else History.open(Path(db).expanduser() if db else None)
-    options = ScanOptions(include=include, skip=skip, limit=limit)
-    if replay is not None:
-        run = replay_scan(factsfile.load(replay), inventory, options)
-    else:
-        assert inventory is not None  # checked above: no --replay means -i was given
-        run = _live_scan(
-            inventory,
-            options,
-            workers=workers,
-            timeouts=(connect_timeout, operation_timeout, host_timeout),
-            progress=not quiet,
-        )
-    run = dataclasses.replace(run, report=finalize(run.report, waivers, history))
+    with contextlib.closing(history) if history is not None else contextlib.nullcontext():
+        options = ScanOptions(include=include, skip=skip, limit=limit)
+        if facts is not None:
+            run = replay_scan(facts, inventory, options)
+        else:
+            assert inventory is not None  # checked above: no --replay means -i was given
+            run = _live_scan(
+                inventory,
+                options,
+                workers=workers,
+                timeouts=(connect_timeout, operation_timeout, host_timeout),
+                progress=not quiet,
+            )
+        run = dataclasses.replace(run, report=finalize(run.report, waivers, history))
     _deliver(run, output)
 
 
