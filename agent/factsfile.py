@@ -67,13 +67,14 @@ class FactsFile:
     inventory_path: str | None = None
     inventory_digest: str | None = None
     source: str | None = None
+    _by_name: dict[str, HostFacts] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {h.name: h for h in self.hosts})
 
     def host(self, name: str) -> HostFacts | None:
         """The recorded host of that inventory name, if any."""
-        for host in self.hosts:
-            if host.name == name:
-                return host
-        return None
+        return self._by_name.get(name)
 
 
 def iso_utc(moment: datetime) -> str:

@@ -10,7 +10,7 @@ import dataclasses
 import fnmatch
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +49,6 @@ class ScanOptions:
     include: Sequence[str] = ()
     skip: Sequence[str] = ()
     limit: Sequence[str] = ()
-    extra_warnings: Sequence[str] = field(default_factory=tuple)
 
 
 def host_facts_from_inventory(host: Host, recorded: HostFacts | None, source: str) -> HostFacts:
@@ -138,7 +137,7 @@ def replay(facts: FactsFile, inventory: Inventory | None, options: ScanOptions) 
         summaries=summaries,
         inventory=inventory,
         facts_source=source,
-        warnings=warnings + tuple(options.extra_warnings),
+        warnings=warnings,
         inventory_path=facts.inventory_path,
         inventory_digest=facts.inventory_digest,
         collected_at=facts.collected_at,
@@ -213,7 +212,7 @@ def live(
     summaries = tuple(
         _summary(h, by_name[h.name], gathered.notes.get(h.name, ())) for h in selected
     )
-    warnings = tuple(inventory.warnings) + tuple(options.extra_warnings)
+    warnings = tuple(inventory.warnings)
     if inventory.directory is not None:
         warnings += tuple(f"directory: {note}" for note in inventory.directory.trust_notes())
     if gathered.interrupted:
