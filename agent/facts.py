@@ -31,7 +31,10 @@ Directory facts (one set per inventory, gathered over LDAP):
    "members": [{"dn": str, "sam_account_name": str|null, "object_class": str|null}],
    "accounts": {<service account as the host reports it>: {"found": bool, "dn": str|null,
                 "sam_account_name": str|null, "member_of_group": bool|null,
-                "disabled": bool|null, "locked_out": bool|null, "password_expired": bool|null}}}``
+                "disabled": bool|null, "locked_out": bool|null, "password_expired": bool|null,
+                "not_found_reason": str|null}}}``
+(``not_found_reason``, optional: why an account was not looked up or not found, e.g. a
+built-in account or one of another domain.)
 ``members`` are transitive (nested groups resolved).
 
 Deployment facts are what the inventory declares in ``mfa_deployment``.

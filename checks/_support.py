@@ -46,3 +46,15 @@ def is_state(value: str | None, expected: str) -> bool:
 def plural(count: int, noun: str) -> str:
     """``1 node``, ``2 nodes``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+#: How many names of *other* targets evidence lists before it only counts the rest.
+MAX_NAMED: int = 10
+
+
+def named(names: list[str]) -> list[str]:
+    """At most `MAX_NAMED` names, then ``… and N more``: evidence about a whole farm must not
+    grow with the square of its size."""
+    if len(names) <= MAX_NAMED:
+        return names
+    return [*names[:MAX_NAMED], f"… and {len(names) - MAX_NAMED} more"]

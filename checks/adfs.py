@@ -12,7 +12,7 @@ from agent.model import Finding, Guidance, Outcome, Severity, errored, failed, p
 from agent.registry import fleet_check, host_check
 from agent.roles import ADFS
 from checks import _guidance as g
-from checks._support import is_state, readable
+from checks._support import is_state, named, readable
 
 # -- adfs-os-version ------------------------------------------------------------------------------
 
@@ -232,13 +232,13 @@ def _adapter_outcome(host: HostFacts, farm: Mapping[str, list[str] | None]) -> O
     unread = sorted(name for name, found in others.items() if found is None)
     evidence = {
         "registered_providers": names,
-        "farm_nodes_with_adapter": with_adapter,
-        "farm_nodes_unread": unread,
+        "farm_nodes_with_adapter": named(with_adapter),
+        "farm_nodes_unread": named(unread),
     }
     if with_adapter:
         return failed(
             "no Azure MFA adapter is registered on this node, but other farm nodes have one "
-            f"({', '.join(with_adapter)}): the farm is inconsistent",
+            f"({', '.join(named(with_adapter))}): the farm is inconsistent",
             **evidence,
         )
     elsewhere = ", nor on any other farm node that could be read" if others else ""

@@ -72,8 +72,10 @@ def _account_entry(host: HostFacts, directory: FactDict) -> tuple[str, FactDict]
         )
     entry = accounts.mapping(account)
     if not entry.flag("found"):
+        why = entry.opt_text("not_found_reason")
         return failed(
-            f"the AD FS service account {account} was not found in the directory",
+            f"the AD FS service account {account} was not found in the directory"
+            + (f": {why}" if why else ""),
             service_account=account,
             found=False,
         )

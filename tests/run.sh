@@ -28,10 +28,11 @@ fi
 # The real servers the tests start on loopback: a Samba AD domain controller, OpenSSH (target and
 # jump host), and Chromium to render the HTML report. In CI a missing one fails the run.
 apt_install samba samba-ad-dc samba-ad-provision winbind krb5-user \
-    openssh-server openssh-client chromium
+    openssh-server openssh-client chromium \
+    libkrb5-dev  # the kerberos extra (gssapi, pykerberos) builds against it
 
 "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,kerberos]'
 
 echo "== ruff"; .venv/bin/ruff check agent checks tests
 echo "== mypy"; .venv/bin/mypy

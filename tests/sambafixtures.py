@@ -19,14 +19,25 @@ Objects (sAMAccountName; all users enabled with a password unless said otherwise
   ``svc (x*) \\ special``, UPN ``svc*(x)@lab.example``; and ``svc-adfs``. (A UPN with a
   backslash would read as ``DOMAIN\\name``, as Windows reads a service log-on name.)
 
+Kerberos: the DC's machine account gets the ``ldap/`` service principals a Windows DC registers
+(``samba_spnupdate`` would add them, but it runs only with the ``dnsupdate`` service, which this
+DC does not start), and ``ldap server require strong auth = allow_sasl_over_tls`` is set: Samba's
+default refuses a GSSAPI bind without SASL signing or sealing even over TLS, which Windows DCs
+accept and ldap3 cannot provide (simple binds on plain LDAP stay refused either way). A test that
+needs a ticket uses `kerberos_env`.
+
 The domain is never modified by the tests (the lockout threshold is back to 0, so wrong-password
 tests cannot lock anyone out), so the tests may run in any order.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import secrets
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,11 +45,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import ldap3
 import pytest
 from conftest import require_or_fail
 
 from agent.inventory import DirectorySettings, Secret
-from agent.lab.samba import SambaDC
+from agent.lab.samba import SambaDC, SambaError
 
 REALM = "LAB.EXAMPLE"
 DOMAIN = "LAB"
@@ -156,12 +168,14 @@ def _start_lab(state_dir: Path) -> SambaLab:
     lab = SambaLab(dc, alias, reader_dn="", reader_password=f"Rd1-{secrets.token_urlsafe(12)}")
     mark = started
     dc.provision()
+    _allow_sasl_over_tls(dc)
     lab.timings["provision"] = (now := time.monotonic()) - mark
     mark = now
     dc.start()
     lab.timings["start"] = (now := time.monotonic()) - mark
     mark = now
     try:
+        _register_ldap_principals(dc)
         lab.reader_dn = dc.add_user(READER, lab.reader_password)
         _populate(dc, lab)
         lab.timings["objects"] = (now := time.monotonic()) - mark
@@ -173,6 +187,96 @@ def _start_lab(state_dir: Path) -> SambaLab:
         raise
     lab.timings["total"] = time.monotonic() - started
     return lab
+
+
+def _allow_sasl_over_tls(dc: SambaDC) -> None:
+    """Accept SASL binds without signing or sealing over TLS, as Windows DCs do.
+
+    Written into ``[global]`` of the provisioned smb.conf (provisioning does not keep it).
+    """
+    conf = dc.smb_conf.read_text()
+    line = "\tldap server require strong auth = allow_sasl_over_tls\n"
+    dc.smb_conf.write_text(conf.replace("[global]\n", f"[global]\n{line}", 1))
+
+
+def _register_ldap_principals(dc: SambaDC) -> None:
+    """The ``ldap/`` service principal names a Windows DC registers, on the DC's account."""
+    fqdn, short = dc.server_name, dc.host_name.upper()
+    spns = [
+        f"ldap/{fqdn}",
+        f"ldap/{short}",
+        f"ldap/{fqdn}/{dc.dns_domain}",
+        f"ldap/{fqdn}/{DOMAIN}",
+    ]
+    conn = dc.connection()
+    change = {"servicePrincipalName": [(ldap3.MODIFY_ADD, spns)]}
+    if not conn.modify(dc.find_dn(f"{short}$"), change):
+        raise SambaError(f"registering {', '.join(spns)} failed: {conn.result.get('description')}")
+
+
+@dataclass(frozen=True)
+class KerberosEnv:
+    """A Kerberos client set up for the lab realm: krb5.conf, a credential cache, the principal."""
+
+    config: Path
+    ccache: Path
+    principal: str
+
+    def environ(self) -> dict[str, str]:
+        """The variables that point the Kerberos library at this configuration and cache."""
+        return {"KRB5_CONFIG": str(self.config), "KRB5CCNAME": f"FILE:{self.ccache}"}
+
+    def tickets(self) -> str:
+        """``klist`` of the cache: the service principals it holds tickets for."""
+        env = {**os.environ, **self.environ()}
+        return subprocess.run(
+            ["klist"], env=env, capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+
+
+def kerberos_available() -> bool:
+    """Whether Kerberos binds can be tested: the gssapi package and MIT's kinit are installed."""
+    try:
+        importlib.import_module("gssapi")
+    except ImportError:
+        return False
+    return shutil.which("kinit") is not None
+
+
+def kinit(lab: SambaLab, directory: Path) -> KerberosEnv:
+    """A krb5.conf naming the lab DC as the realm's KDC, and the reader's TGT in a new cache.
+
+    Nothing is looked up in DNS (no KDC or realm discovery, no host name canonicalisation), so
+    every Kerberos packet goes to the DC's loopback address. The password goes to kinit on stdin.
+    """
+    config = directory / "krb5.conf"
+    config.write_text(
+        "[libdefaults]\n"
+        f"    default_realm = {REALM}\n"
+        "    dns_lookup_kdc = false\n"
+        "    dns_lookup_realm = false\n"
+        "    dns_canonicalize_hostname = false\n"
+        "    rdns = false\n"
+        "[realms]\n"
+        f"    {REALM} = {{\n        kdc = {lab.dc.address}:88\n    }}\n"
+        "[domain_realm]\n"
+        f"    .{lab.dc.dns_domain} = {REALM}\n"
+        f"    {lab.dc.dns_domain} = {REALM}\n",
+        encoding="utf-8",
+    )
+    env = KerberosEnv(config, directory / "ccache", f"{READER}@{REALM}")
+    done = subprocess.run(
+        ["kinit", env.principal],
+        input=f"{lab.reader_password}\n",
+        env={**os.environ, **env.environ()},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"kinit {env.principal} failed: {done.stderr.strip()}")
+    return env
 
 
 _SHARED: dict[str, Any] = {}
@@ -210,6 +314,20 @@ def samba_lab(
         _SHARED["users"] -= 1
         if _SHARED["users"] == 0:
             _SHARED.pop("lab").dc.stop()
+
+
+@pytest.fixture
+def kerberos_env(
+    samba_lab: SambaLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> KerberosEnv:
+    """The reader's ticket (kinit) in a cache of this test; KRB5_CONFIG/KRB5CCNAME point at it."""
+    require_or_fail(
+        kerberos_available(), "a Kerberos client (gssapi of mfa-agent[kerberos], kinit)"
+    )
+    env = kinit(samba_lab, tmp_path)
+    for name, value in env.environ().items():
+        monkeypatch.setenv(name, value)
+    return env
 
 
 @pytest.fixture

@@ -26,7 +26,14 @@ from sambafixtures import (
     samba_lab,
 )
 
-from agent.connectors.ldap import IN_CHAIN, read_directory
+from agent.connectors import ldap as ldap_connector
+from agent.connectors.ldap import (
+    IN_CHAIN,
+    DomainNames,
+    connect,
+    read_directory,
+    read_domain_names,
+)
 from agent.engine import evaluate
 from agent.facts import DirectoryView, Fleet, HostFacts
 from agent.inventory import DirectorySettings, Secret
@@ -127,7 +134,12 @@ def test_missing_group_fails_the_existence_check_and_is_not_an_error(
 
 # -- one AD FS node per service account --------------------------------------------------------
 
-MISSING = {"LAB\\nobody", "NT AUTHORITY\\NETWORK SERVICE"}
+MISSING = {
+    "LAB\\nobody",
+    "NT AUTHORITY\\NETWORK SERVICE",
+    "OTHERDOM\\svc-adfs",
+    "svc-nested@other.example",
+}
 CASES = [
     # node's service account, membership status, health status, words in the deciding reason
     ("LAB\\svc-adfs", Status.PASS, Status.PASS, "is a member of 'PhoneFactor Admins'"),
@@ -170,6 +182,28 @@ CASES = [
         Status.FAIL,
         "was not found in the directory",
     ),
+    # The domain part counts: LAB's svc-adfs is not OTHERDOM's; the DNS name is LAB too.
+    (
+        "OTHERDOM\\svc-adfs",
+        Status.FAIL,
+        Status.FAIL,
+        "the AD FS service account OTHERDOM\\svc-adfs was not found in the directory",
+    ),
+    ("lab.example\\svc-adfs", Status.PASS, Status.PASS, "is a member of 'PhoneFactor Admins'"),
+    # Implicit UPNs: sAMAccountName@<the domain's DNS name>, with no userPrincipalName stored.
+    (
+        "svc-nested@lab.example",
+        Status.PASS,
+        Status.PASS,
+        "svc-nested@lab.example is a member of 'PhoneFactor Admins'",
+    ),
+    (
+        "svc-outsider@LAB.EXAMPLE",
+        Status.FAIL,
+        Status.PASS,
+        "svc-outsider@LAB.EXAMPLE is not a member of 'PhoneFactor Admins'",
+    ),
+    ("svc-nested@other.example", Status.FAIL, Status.FAIL, "was not found in the directory"),
 ]
 
 
@@ -220,6 +254,7 @@ def test_account_facts_read_from_the_directory(
         "disabled": False,
         "locked_out": False,
         "password_expired": False,
+        "not_found_reason": None,
     }
     assert entry["LAB\\gmsa-adfs$"]["dn"] == samba_lab.dns["gmsa-adfs$"]
     assert entry["LAB\\gmsa-adfs$"]["sam_account_name"] == "gmsa-adfs$"
@@ -237,6 +272,61 @@ def test_account_facts_read_from_the_directory(
     assert members["gmsa-adfs$"]["object_class"] == "msDS-GroupManagedServiceAccount"
     assert members["PFA Nest 3"]["object_class"] == "group"
     assert members["svc-nested"]["object_class"] == "user"
+
+
+def test_the_directorys_own_domain_names_are_read_once_from_the_configuration(
+    ldap_settings: Settings, samba_lab: SambaLab, mocker: MockerFixture
+) -> None:
+    settings = ldap_settings()
+    conn = connect(settings)
+    try:
+        assert read_domain_names(conn, settings.base_dn) == DomainNames("lab.example", "LAB")
+        # A base DN below the domain's root is still in the domain.
+        below = f"OU=Bulk,{settings.base_dn}"
+        assert read_domain_names(conn, below) == DomainNames("lab.example", "LAB")
+    finally:
+        conn.unbind()
+    names = mocker.spy(ldap_connector, "read_domain_names")
+    read_directory(settings, ["LAB\\svc-adfs", "OTHERDOM\\svc-adfs", "svc-adfs@lab.example"])
+    assert names.call_count == 1
+
+
+def test_an_account_of_another_domain_is_not_this_directorys(
+    cases_scan: Scan, samba_lab: SambaLab
+) -> None:
+    _, facts = cases_scan
+    other = facts["accounts"]["OTHERDOM\\svc-adfs"]
+    assert (other["found"], other["dn"], other["member_of_group"]) == (False, None, None)
+    assert other["not_found_reason"] == (
+        "the account belongs to another domain, OTHERDOM: this directory is the domain "
+        "LAB (lab.example)"
+    )
+    same = facts["accounts"]["lab.example\\svc-adfs"]
+    assert (same["dn"], same["not_found_reason"]) == (samba_lab.dns["svc-adfs"], None)
+    builtin = facts["accounts"]["NT AUTHORITY\\NETWORK SERVICE"]
+    assert builtin["not_found_reason"].startswith("a built-in or local Windows account")
+    assert facts["accounts"]["LAB\\nobody"]["not_found_reason"] is None
+
+
+def test_an_implicit_upn_is_found_by_sam_account_name(
+    cases_scan: Scan, samba_lab: SambaLab
+) -> None:
+    _, facts = cases_scan
+    implicit = facts["accounts"]["svc-nested@lab.example"]
+    assert (implicit["dn"], implicit["sam_account_name"]) == (
+        samba_lab.dns["svc-nested"],
+        "svc-nested",
+    )
+    assert implicit["member_of_group"] is True
+    assert facts["accounts"]["svc-outsider@LAB.EXAMPLE"]["dn"] == samba_lab.dns["svc-outsider"]
+    # The suffix of another domain gets no implicit UPN.
+    assert facts["accounts"]["svc-nested@other.example"]["not_found_reason"] is None
+
+
+def test_the_implicit_upn_has_no_stored_userprincipalname(samba_lab: SambaLab) -> None:
+    conn = samba_lab.dc.connection()
+    conn.search(samba_lab.dns["svc-nested"], "(objectClass=*)", ldap3.BASE, attributes=["*"])
+    assert "userPrincipalName" not in conn.response[0]["attributes"]
 
 
 def test_every_node_is_judged_on_its_own_account(ldap_settings: Settings) -> None:

@@ -11,6 +11,7 @@ import socket
 import traceback
 from collections.abc import Callable, Iterator
 
+import ldap3.core.tls as ldap3_tls
 import pytest
 from pytest_mock import MockerFixture
 from sambafixtures import GROUP, SambaLab, ldap_settings, samba_lab
@@ -180,6 +181,47 @@ def test_certificate_from_an_untrusted_ca(
     assert error.kind is ErrorKind.TLS_VERIFICATION_FAILED
     assert error.message.startswith(f"TLS verification failed for {url}: ")
     assert "certificate" in error.message
+
+
+@pytest.mark.parametrize("starttls", [False, True], ids=["ldaps", "starttls"])
+def test_server_name_is_the_only_name_accepted(
+    ldap_settings: Settings, samba_lab: SambaLab, starttls: bool
+) -> None:
+    """The certificate names the URL's address, but server_name expects another name: refused.
+
+    (ldap3's own check accepts the URL host *or* a valid name, so this would connect.)
+    """
+    url = samba_lab.dc.ldap_url if starttls else samba_lab.dc.ldaps_url
+    error = refused(ldap_settings(urls=(url,), starttls=starttls, server_name="dc2.lab.example"))
+    assert error.kind is ErrorKind.TLS_VERIFICATION_FAILED
+    assert error.message == (
+        f"TLS verification failed for {url}: the certificate does not name dc2.lab.example"
+    )
+
+
+def test_server_name_may_be_the_address_in_the_certificate(
+    ldap_settings: Settings, samba_lab: SambaLab
+) -> None:
+    """An IP address as server_name is checked against the certificate's IP SANs."""
+    settings = ldap_settings(urls=(f"ldaps://{samba_lab.alias}",), server_name=samba_lab.dc.address)
+    read_ok(settings, samba_lab)
+
+
+def test_ldap3s_own_name_check_and_ssl_match_hostname_are_never_called(
+    ldap_settings: Settings, samba_lab: SambaLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenSSL checks the name in the handshake: nothing depends on ssl.match_hostname, which
+    Python 3.12 removed (ldap3 2.9.1 then falls back to a backport without IP address SANs)."""
+
+    def forbidden(*args: object) -> None:
+        raise AssertionError("ldap3's host name check was called")
+
+    monkeypatch.setattr(ldap3_tls, "check_hostname", forbidden)
+    monkeypatch.setattr(ldap3_tls, "match_hostname", forbidden)
+    read_ok(ldap_settings(), samba_lab)  # by address: the certificate's IP SAN
+    read_ok(ldap_settings(urls=(samba_lab.dc.ldap_url,), starttls=True), samba_lab)
+    settings = ldap_settings(urls=(f"ldaps://{samba_lab.alias}",), server_name="dc2.lab.example")
+    assert refused(settings).kind is ErrorKind.TLS_VERIFICATION_FAILED
 
 
 def test_certificate_not_naming_the_url_host(ldap_settings: Settings, samba_lab: SambaLab) -> None:

@@ -8,7 +8,6 @@ never shared between threads.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import ipaddress
 import threading
 import time
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from winrm import transport as winrm_transport
 from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
@@ -23,11 +23,6 @@ from agent.connectors.common import Timeouts, run_scripts, script_entries
 from agent.connectors.errors import ConnectorError, ErrorKind, classify, deadline_passed
 from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
 from agent.inventory import Host
-
-_EXTRAS = {
-    "kerberos": ("requests_kerberos", "kerberos"),
-    "credssp": ("requests_credssp", "credssp"),
-}
 
 
 def _url_host(address: str) -> str:
@@ -50,13 +45,25 @@ def _check_policy(host: Host) -> None:
             "use https, or ntlm/kerberos (message encryption), or set "
             "mfa_allow_insecure_transport: true for this host",
         )
-    extra = _EXTRAS.get(c.winrm_transport)
-    if extra and importlib.util.find_spec(extra[0]) is None:
+    if not transport_available(c.winrm_transport):
         raise ConnectorError(
             ErrorKind.MISSING_EXTRA,
             f"the {c.winrm_transport} transport needs an optional extra: "
-            f"pip install 'mfa-agent[{extra[1]}]'",
+            f"pip install 'mfa-agent[{c.winrm_transport}]'",
         )
+
+
+def transport_available(transport: str) -> bool:
+    """Whether pywinrm can use a transport here (kerberos and credssp need optional packages).
+
+    pywinrm probes for them when it is imported (its HAVE_* flags); asking it avoids guessing
+    which module names it tries.
+    """
+    if transport == "kerberos":
+        return bool(winrm_transport.HAVE_KERBEROS)
+    if transport == "credssp":
+        return bool(winrm_transport.HAVE_CREDSSP)
+    return True
 
 
 def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:

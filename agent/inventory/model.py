@@ -20,6 +20,8 @@ WinrmTransport = Literal["ntlm", "kerberos", "basic", "certificate", "credssp"]
 WinrmScheme = Literal["https", "http"]
 CertValidation = Literal["validate", "ignore"]
 ShellType = Literal["powershell", "cmd"]
+#: How the agent binds to the directory: a simple bind (DN and password) or Kerberos (GSSAPI).
+DirectoryAuth = Literal["simple", "kerberos"]
 
 #: Host-key-checking switches in ansible_ssh_common_args that make SSH trust any server.
 _NO_HOST_KEY_CHECKS = ("stricthostkeychecking=no", "stricthostkeychecking=off")
@@ -96,15 +98,22 @@ class Connection:
 
 @dataclass(frozen=True)
 class DirectorySettings:
-    """How to reach Active Directory over LDAP (``mfa_directory``)."""
+    """How to reach Active Directory over LDAP (``mfa_directory``).
+
+    With ``auth="simple"`` the agent binds as `bind_dn` with `bind_password` (both absent: an
+    anonymous bind). With ``auth="kerberos"`` it binds with SASL GSSAPI from the caller's Kerberos
+    credential cache (``kinit``; ``KRB5CCNAME``); `bind_dn` and `bind_password` are then None.
+    """
 
     urls: tuple[str, ...]
     base_dn: str
     bind_dn: str | None = None
     bind_password: Secret | None = None
     ca_file: str | None = None
-    #: The name expected in the server's TLS certificate, when it differs from the URL host.
+    #: The one name the server's TLS certificate must carry (the URL host is then not accepted);
+    #: with Kerberos also the host of the service principal, ``ldap/<server_name>``.
     server_name: str | None = None
+    auth: DirectoryAuth = "simple"
     group: str = "PhoneFactor Admins"
     starttls: bool = False
     allow_plain: bool = False

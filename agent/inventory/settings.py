@@ -21,6 +21,7 @@ from agent.facts import IPNetwork
 from agent.inventory.model import (
     CertValidation,
     ConnectionKind,
+    DirectoryAuth,
     DirectorySettings,
     Location,
     ShellType,
@@ -314,6 +315,7 @@ _DIRECTORY_FIELDS: Final[Mapping[str, Validator]] = {
     "bind_password": secret,
     "ca_file": text,
     "server_name": hostname,
+    "auth": choice(*get_args(DirectoryAuth)),
     "group": text,
     "starttls": boolean,
     "allow_plain": boolean,
@@ -368,9 +370,38 @@ def _check_directory(ctx: Ctx, raw: Any, fields: dict[str, Any]) -> None:
             )
         if not plain and starttls:
             ctx.at("starttls", raw).report(f"starttls applies to ldap:// URLs only, not '{url}'")
-    if ("bind_dn" in fields) != ("bind_password" in fields):
+    if fields.get("auth") == "kerberos":
+        _check_kerberos(ctx, raw, fields)
+    elif ("bind_dn" in fields) != ("bind_password" in fields):
         missing = "bind_password" if "bind_dn" in fields else "bind_dn"
         ctx.report(f"bind_dn and bind_password go together; '{missing}' is missing")
+
+
+def _check_kerberos(ctx: Ctx, raw: Any, fields: dict[str, Any]) -> None:
+    """``auth: kerberos``: no bind credentials, and a host name for the service principal.
+
+    The ticket comes from the caller's credential cache, so a DN or password here would be
+    silently unused; and Kerberos asks for a ticket to ``ldap/<host>``, which an IP address
+    does not name (a DC registers its ``ldap/`` principals under its DNS names).
+    """
+    for key in ("bind_dn", "bind_password"):
+        if key in raw:
+            ctx.at(key, raw).report(
+                f"auth: kerberos binds with the Kerberos credential cache (kinit, KRB5CCNAME), "
+                f"not a DN and password: remove '{key}'"
+            )
+    if "server_name" in raw:
+        return
+    for url, url_ctx in _url_contexts(ctx, raw, fields):
+        host = urlsplit(url).hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        url_ctx.report(
+            f"auth: kerberos needs the domain controller's DNS name for its service ticket "
+            f"(ldap/<name>), not the address {host}: write the name in the URL or set server_name"
+        )
 
 
 #: Every ``mfa_*`` variable and its validator.

@@ -266,7 +266,7 @@ def render_junit(report: ScanReport) -> str:
     """The report as a JUnit XML document (UTF-8 text with an XML declaration, newline-ended)."""
     suites: list[ET.Element] = []
     for target in report.targets():
-        cases = [_testcase(report, r) for r in report.results if r.target == target]
+        cases = [_testcase(report, r) for r in report.results_for(target)]
         suites.append(_suite(report, len(suites), target, cases))
     scanned = set(report.targets())
     for host in report.failed_hosts():

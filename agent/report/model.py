@@ -192,6 +192,14 @@ class ScanReport:
     _by_id: dict[str, CheckMeta] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    _counts: dict[Status, int] = field(init=False, repr=False, compare=False, default_factory=dict)
+    _targets: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    _by_target: dict[str, tuple[Result, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _hosts: dict[str, HostSummary] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         for name in ("hosts", "checks", "results", "warnings", "waivers"):
@@ -210,6 +218,20 @@ class ScanReport:
         if unknown:
             raise ValueError(f"results for checks not in the report: {', '.join(unknown)}")
         object.__setattr__(self, "_by_id", by_id)
+        # Derived once: reporters ask for these per target, and a fleet has thousands of targets.
+        counts = dict.fromkeys(STATUS_ORDER, 0)
+        by_target: dict[str, list[Result]] = {}
+        for result in self.results:
+            counts[result.status] += 1
+            by_target.setdefault(result.target, []).append(result)
+        ordered = [h.name for h in self.hosts if h.name in by_target]
+        ordered += [t for t in (DIRECTORY_TARGET, DEPLOYMENT_TARGET) if t in by_target]
+        listed = set(ordered)
+        ordered += [t for t in by_target if t not in listed]  # in order of first appearance
+        object.__setattr__(self, "_counts", counts)
+        object.__setattr__(self, "_targets", tuple(ordered))
+        object.__setattr__(self, "_by_target", {t: tuple(rs) for t, rs in by_target.items()})
+        object.__setattr__(self, "_hosts", {h.name: h for h in self.hosts})
 
     def check(self, check_id: str) -> CheckMeta:
         """The metadata of a check that was run; `KeyError` if it was not."""
@@ -217,10 +239,11 @@ class ScanReport:
 
     def counts(self) -> dict[Status, int]:
         """Number of results per status, every status present (zeros included), worst first."""
-        counts = dict.fromkeys(STATUS_ORDER, 0)
-        for result in self.results:
-            counts[result.status] += 1
-        return counts
+        return dict(self._counts)
+
+    def results_for(self, target: str) -> tuple[Result, ...]:
+        """The results of one target, in report order."""
+        return self._by_target.get(target, ())
 
     def compliance(self) -> Compliance:
         """The headline compliance score's inputs (see `Compliance` for the definition)."""
@@ -260,17 +283,11 @@ class ScanReport:
         """Targets that have results: hosts in inventory order, then `(directory)` and
         `(deployment)`, then any other target (e.g. the engine's `(fleet)` for a fleet check
         that crashed, or a host not in `hosts`) in order of first appearance."""
-        seen = {r.target for r in self.results}
-        ordered = [h.name for h in self.hosts if h.name in seen]
-        ordered += [t for t in (DIRECTORY_TARGET, DEPLOYMENT_TARGET) if t in seen]
-        for result in self.results:
-            if result.target not in ordered:
-                ordered.append(result.target)
-        return tuple(ordered)
+        return self._targets
 
     def host(self, name: str) -> HostSummary | None:
         """The inventory host called `name`, or None (for `(directory)`, `(deployment)`, …)."""
-        return next((h for h in self.hosts if h.name == name), None)
+        return self._hosts.get(name)
 
     def verdict(self) -> str:
         """One line saying how the scan ended, what the exit code means, and the counts.

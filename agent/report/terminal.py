@@ -39,7 +39,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.errors import ExitCode
-from agent.model import CheckMeta, Result, Severity, Status
+from agent.model import STATUS_ORDER, CheckMeta, Result, Severity, Status
 from agent.report._text import (
     delta_summary,
     format_value,
@@ -116,6 +116,17 @@ def _fields(rows: Iterable[tuple[Text, Text]], indent: int = 2) -> RenderableTyp
     return Padding(grid, (0, 0, 0, indent))
 
 
+#: Past this many targets the matrix becomes a per-check summary, and lists of hosts or of
+#: failing targets are cut with "… and N more" (the file formats always hold everything).
+MAX_LISTED: Final = 30
+
+
+def _more(hidden: int, what: str) -> Text:
+    return Text(
+        f"… and {plural(hidden, what)} more (every one is in -o DIR / --format json|html)", "dim"
+    )
+
+
 def _header(report: ScanReport) -> RenderableType:
     title = Text.assemble(
         ("mfa-agent ", "bold"),
@@ -148,7 +159,7 @@ def _header(report: ScanReport) -> RenderableType:
         table.add_column("Address", overflow="fold")
         table.add_column("Roles", overflow="fold")
         table.add_column("Connection", overflow="fold")
-        for host in report.hosts:
+        for host in report.hosts[:MAX_LISTED]:
             table.add_row(
                 _t(host.name, "bold magenta" if host.error else "bold"),
                 _t(host.address),
@@ -156,13 +167,19 @@ def _header(report: ScanReport) -> RenderableType:
                 _t(host.connection),
             )
         parts.append(Padding(table, (1, 0, 0, 2)))
-        for host in report.failed_hosts():
+        if len(report.hosts) > MAX_LISTED:
+            parts.append(Padding(_more(len(report.hosts) - MAX_LISTED, "host"), (0, 0, 0, 2)))
+        failed_hosts = report.failed_hosts()
+        for host in failed_hosts[:MAX_LISTED]:
             line = Text.assemble(
                 ("ERROR ", STATUS_STYLES[Status.ERROR]),
                 _t(host.name, "bold"),
                 _t(f" could not be scanned: {host.error}"),
             )
             parts.append(Padding(line, (0, 0, 0, 2)))
+        if len(failed_hosts) > MAX_LISTED:
+            hidden = _more(len(failed_hosts) - MAX_LISTED, "unscanned host")
+            parts.append(Padding(hidden, (0, 0, 0, 2)))
     return Group(*parts)
 
 
@@ -296,6 +313,8 @@ def _matrix(report: ScanReport, width: int) -> list[RenderableType]:
     worst status if a check gave several results for one target."""
     if not report.results:
         return [Text("No results.", "bold")]
+    if len(report.targets()) > MAX_LISTED:
+        return _summary_by_check(report)
     cells: dict[tuple[str, str], list[Status]] = {}
     for result in report.results:
         cells.setdefault((result.check_id, result.target), []).append(result.status)
@@ -339,6 +358,26 @@ def _matrix(report: ScanReport, width: int) -> list[RenderableType]:
         legend += "; host names are shown up to the first dot"
     parts += [Text(""), Text(legend, "dim")]
     return parts
+
+
+def _summary_by_check(report: ScanReport) -> list[RenderableType]:
+    """For a large fleet: per check, how many targets got each status."""
+    per_check: dict[str, dict[Status, int]] = {}
+    for result in report.results:
+        counts = per_check.setdefault(result.check_id, dict.fromkeys(STATUS_ORDER, 0))
+        counts[result.status] += 1
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    table.add_column("Check", no_wrap=True, style="bold")
+    table.add_column("Severity", no_wrap=True)
+    for status in STATUS_ORDER:
+        table.add_column(Text(status.value, STATUS_STYLES[status]), justify="right")
+    for meta in report.checks:
+        if meta.id in per_check:
+            counts = per_check[meta.id]
+            cells = [Text(str(n), "bold" if n else "dim") for n in counts.values()]
+            table.add_row(_t(meta.id), _severity(meta.severity), *cells)
+    title = f"Results by check ({plural(len(report.targets()), 'target')})"
+    return [Text(title, "bold underline"), Text(""), table, Text("")]
 
 
 def _counts(report: ScanReport) -> Text:
@@ -414,11 +453,14 @@ def _problems(report: ScanReport, status: Status, heading: str) -> list[Renderab
     for check_id, results in _grouped(worst_first(detailed, report.check)):
         meta = report.check(check_id)
         parts.append(_check_heading(status, meta))
-        parts.append(_fields(_target_rows(results) + _guidance_rows(meta)))
+        parts.append(_fields(_target_rows(results[:MAX_LISTED]) + _guidance_rows(meta)))
+        if len(results) > MAX_LISTED:
+            parts.append(Padding(_more(len(results) - MAX_LISTED, "target"), (0, 0, 0, 2)))
         parts.append(Text(""))
     if status is Status.ERROR:
-        for host in report.failed_hosts():
-            skipped = [r for r in chosen if r.target == host.name]
+        failed_hosts = report.failed_hosts()
+        for host in failed_hosts[:MAX_LISTED]:
+            skipped = [r for r in report.results_for(host.name) if r.status is Status.ERROR]
             if not skipped:
                 continue
             text = Text.assemble(
@@ -432,6 +474,8 @@ def _problems(report: ScanReport, status: Status, heading: str) -> list[Renderab
             parts.append(text)
             parts.append(_fields([(Text("Checks", "dim"), not_evaluated)]))
             parts.append(Text(""))
+        if len(failed_hosts) > MAX_LISTED:
+            parts += [_more(len(failed_hosts) - MAX_LISTED, "unscanned host"), Text("")]
     return parts
 
 
@@ -453,7 +497,10 @@ def _manual(report: ScanReport) -> list[RenderableType]:
             by_reason.setdefault(result.reason, []).append(result.target)
         rows: list[tuple[Text, Text]] = []
         for reason, targets in by_reason.items():
-            rows.append((Text("Targets", "dim"), _t(", ".join(targets), "bold")))
+            shown = ", ".join(targets[:MAX_LISTED])
+            if len(targets) > MAX_LISTED:
+                shown += f", … and {len(targets) - MAX_LISTED} more"
+            rows.append((Text("Targets", "dim"), _t(shown, "bold")))
             rows.append((Text("To attest", "dim"), _t(reason)))
         parts.append(_fields(rows))
         parts.append(Text(""))
