@@ -1,7 +1,8 @@
 """The `mfa-agent` command line.
 
-Exit codes: 0 no FAIL or ERROR · 1 at least one FAIL · 2 no FAIL but at least one ERROR ·
-3 invalid input (inventory, arguments, facts file; nothing scanned) · 4 internal error (a bug).
+Exit codes: 0 no FAIL or ERROR (WAIVED does not fail) · 1 at least one FAIL · 2 no FAIL but at
+least one ERROR · 3 invalid input (inventory, arguments, facts, waivers or history file; nothing
+scanned) · 4 internal error (a bug) · 130 interrupted (what was gathered is still reported).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ if TYPE_CHECKING:
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  no FAIL and no ERROR
+  0  no FAIL and no ERROR (WAIVED results do not fail)
   1  at least one FAIL
   2  no FAIL, but at least one ERROR (a host or fact could not be read)
-  3  invalid input: inventory, arguments or facts file (nothing was scanned)
+  3  invalid input: inventory, arguments, facts file, waivers file or history
+     database (nothing was scanned)
   4  internal error (a bug: please report it, with --debug output)
   130 interrupted (Ctrl-C): the results gathered so far are still reported
 """

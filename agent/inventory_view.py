@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from agent.inventory import Inventory, Secret
 
@@ -58,12 +59,12 @@ def inventory_document(inventory: Inventory) -> dict[str, Any]:
 
 def render_inventory(inventory: Inventory, console: Console) -> None:
     """Hosts with roles and connection settings, then directory, deployment and warnings."""
-    table = Table(title=f"{inventory.path} — {len(inventory.hosts)} hosts")
+    table = Table(title=Text(f"{inventory.path} — {len(inventory.hosts)} hosts"))
     for column in ("host", "address", "roles", "connection", "user", "password", "notes"):
         table.add_column(column)
     for h in inventory.hosts:
         c = h.connection
-        table.add_row(
+        cells = (
             h.name,
             h.address,
             ", ".join(sorted(h.roles)) or "(no role)",
@@ -72,19 +73,21 @@ def render_inventory(inventory: Inventory, console: Console) -> None:
             str(c.password) if c.password is not None else "",
             "; ".join(c.trust_notes()),
         )
+        # Text, not markup: a user name like DOMAIN\[x] must show as written.
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
     if inventory.directory is not None:
-        console.print("[bold]Directory[/]")
+        console.print(Text("Directory", "bold"))
         for key, value in _plain(inventory.directory).items():
             console.print(f"  {key}: {value}", markup=False)
     else:
         console.print("Directory: not configured (mfa_directory); directory checks will be MANUAL")
     if inventory.deployment:
-        console.print("[bold]Deployment (declared)[/]")
+        console.print(Text("Deployment (declared)", "bold"))
         for key, value in _plain(inventory.deployment).items():
             console.print(f"  {key}: {value}", markup=False)
     if inventory.phonefactor_admins_allowed is not None:
         allowed = ", ".join(inventory.phonefactor_admins_allowed)
         console.print(f"PhoneFactor Admins allow-list: {allowed}", markup=False)
     for warning in inventory.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(Text.assemble(("warning: ", "yellow"), warning))
