@@ -43,8 +43,8 @@ Exit codes:
   130 interrupted (Ctrl-C): the results gathered so far are still reported
 """
 
-INTERNAL_ERROR = 4
-INTERRUPTED = 130
+INTERNAL_ERROR = int(ExitCode.INTERNAL)
+INTERRUPTED = int(ExitCode.INTERRUPTED)
 
 
 class _State:
@@ -314,8 +314,6 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
     if failures:
         _print_problems("some output could not be written", failures)
         raise SystemExit(int(ExitCode.INVALID_INPUT))
-    if run.interrupted:
-        raise SystemExit(INTERRUPTED)
     raise SystemExit(int(run.report.exit_code()))
 
 
@@ -508,13 +506,23 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
         }
         click.echo(json.dumps(document, indent=2, default=str))
         return
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(
-        f"scan {old_scan.id} ({old_scan.started_at:%Y-%m-%d %H:%M} UTC) → "
-        f"scan {new_scan.id} ({new_scan.started_at:%Y-%m-%d %H:%M} UTC), "
-        f"{new_scan.inventory or new_scan.inventory_key}",
+        f"scan {old_scan.id} ({old_scan.started_at:%Y-%m-%d %H:%M:%S} UTC) → "
+        f"scan {new_scan.id} ({new_scan.started_at:%Y-%m-%d %H:%M:%S} UTC)",
         markup=False,
     )
+    console.print(f"inventory: {new_scan.inventory or new_scan.inventory_key}", markup=False)
+    if new_scan.scope:
+        console.print(f"scope: {new_scan.scope}", markup=False)
+    if (old_scan.inventory_key, old_scan.scope) != (new_scan.inventory_key, new_scan.scope):
+        console.print(
+            "warning: the two scans are of different inventories or scopes "
+            f"({old_scan.inventory or old_scan.inventory_key} {old_scan.scope}".rstrip()
+            + ")",
+            style="yellow",
+            markup=False,
+        )
     for title, items in (
         ("New failures", delta.new_failures),
         ("Fixed", delta.fixed),
@@ -560,10 +568,14 @@ def _pick_scans(
     old_scan = (
         history.scan(old)
         if old is not None
-        else history.previous(new_scan.inventory_key, before=new_scan.id)
+        else history.previous(new_scan.inventory_key, new_scan.scope, before=new_scan.id)
     )
     if old_scan is None:
-        what = f"no scan {old}" if old is not None else "only one scan of this inventory"
+        what = (
+            f"no scan {old}"
+            if old is not None
+            else "only one scan of this inventory" + (" with this scope" if new_scan.scope else "")
+        )
         raise InputError(Problem(where, f"{what} in the history: nothing to compare"))
     return new_scan, old_scan
 

@@ -17,6 +17,8 @@ class ExitCode(IntEnum):
     FAIL = 1  #: at least one FAIL
     ERROR = 2  #: no FAIL, but at least one ERROR
     INVALID_INPUT = 3  #: invalid inventory, arguments or facts file; nothing scanned
+    INTERNAL = 4  #: a bug
+    INTERRUPTED = 130  #: stopped by the user (Ctrl-C); what was gathered is still reported
 
 
 @dataclass(frozen=True)

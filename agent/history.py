@@ -9,6 +9,7 @@ result with its evidence. Nothing secret reaches a report, so nothing secret rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -23,7 +24,7 @@ from agent.errors import InputError, Problem
 from agent.model import Status
 from agent.report.model import Delta, DeltaItem, ScanReport
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 30_000
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _SCHEMA = """
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS scans (
     finished_at TEXT NOT NULL,
     exit_code INTEGER NOT NULL,
     counts TEXT NOT NULL,
-    warnings TEXT NOT NULL
+    warnings TEXT NOT NULL,
+    scope TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS scans_by_inventory ON scans (inventory_key, id);
 CREATE TABLE IF NOT EXISTS hosts (
@@ -96,6 +98,8 @@ class StoredScan:
     finished_at: datetime
     exit_code: int
     counts: dict[str, int]
+    #: How the scan was narrowed (``--limit``, ``--check``, ``--skip-check``); "" for all of it.
+    scope: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,9 @@ class History:
                 # executescript commits by itself; every statement is idempotent, so two
                 # processes creating the database at once both succeed.
                 db.executescript(_SCHEMA)
+                if version == 1:  # version 1 had no scope: its scans covered everything
+                    with contextlib.suppress(sqlite3.OperationalError):  # added by a racer
+                        db.execute("ALTER TABLE scans ADD COLUMN scope TEXT NOT NULL DEFAULT ''")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
             raise InputError(
@@ -160,8 +167,8 @@ class History:
         with _transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO scans (inventory_key, inventory, inventory_digest, facts_source,"
-                " agent_version, mode, started_at, finished_at, exit_code, counts, warnings)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " agent_version, mode, started_at, finished_at, exit_code, counts, warnings,"
+                " scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     inventory_key(report),
                     report.inventory,
@@ -174,6 +181,7 @@ class History:
                     int(report.exit_code()),
                     json.dumps(counts),
                     json.dumps(list(report.warnings)),
+                    report.scope,
                 ),
             )
             scan_id = cursor.lastrowid
@@ -228,10 +236,14 @@ class History:
         row = self._db.execute("SELECT * FROM scans WHERE id = ?", (scan_id,)).fetchone()
         return None if row is None else _scan(row)
 
-    def previous(self, key: str, before: int | None = None) -> StoredScan | None:
-        """The latest scan of the same inventory, before scan `before` if given."""
-        query = "SELECT * FROM scans WHERE inventory_key = ?"
-        args: tuple[object, ...] = (key,)
+    def previous(self, key: str, scope: str = "", before: int | None = None) -> StoredScan | None:
+        """The latest scan of the same inventory and scope, before scan `before` if given.
+
+        A scan narrowed with --limit or --check is only compared with scans narrowed alike:
+        otherwise every host it left out would look removed, and then added back.
+        """
+        query = "SELECT * FROM scans WHERE inventory_key = ? AND scope = ?"
+        args: tuple[object, ...] = (key, scope)
         if before is not None:
             query += " AND id < ?"
             args += (before,)
@@ -314,6 +326,7 @@ def _scan(row: tuple[object, ...]) -> StoredScan:
         finished_at=datetime.fromisoformat(str(row[8])),
         exit_code=int(str(row[9])),
         counts=json.loads(str(row[10])),
+        scope=str(row[12]),
     )
 
 

@@ -38,8 +38,6 @@ class ScanRun:
 
     report: ScanReport
     facts: FactsFile
-    #: The user stopped the scan; hosts not yet read carry an "interrupted" error.
-    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,14 @@ class ScanOptions:
     include: Sequence[str] = ()
     skip: Sequence[str] = ()
     limit: Sequence[str] = ()
+
+    def scope(self) -> str:
+        """How the scan is narrowed, as options (``""`` for everything); history compares only
+        scans of the same scope."""
+        parts = [f"--limit {p}" for p in sorted(self.limit)]
+        parts += [f"--check {c}" for c in sorted(self.include)]
+        parts += [f"--skip-check {c}" for c in sorted(self.skip)]
+        return " ".join(parts)
 
 
 def host_facts_from_inventory(host: Host, recorded: HostFacts | None, source: str) -> HostFacts:
@@ -141,23 +147,8 @@ def replay(facts: FactsFile, inventory: Inventory | None, options: ScanOptions) 
         inventory_path=facts.inventory_path,
         inventory_digest=facts.inventory_digest,
         collected_at=facts.collected_at,
+        scope=options.scope(),
     )
-
-
-def _secret_problems(hosts: Sequence[Host], inventory: Inventory) -> list[Problem]:
-    """Every secret a live scan of these hosts would need and cannot resolve."""
-    problems: list[Problem] = []
-    secrets = [h.connection.password for h in hosts]
-    if inventory.directory is not None:
-        secrets.append(inventory.directory.bind_password)
-    for secret in secrets:
-        if secret is None:
-            continue
-        try:
-            secret.reveal()
-        except InputError as exc:
-            problems.extend(p for p in exc.problems if p not in problems)
-    return problems
 
 
 def service_accounts(hosts: Sequence[HostFacts]) -> list[str]:
@@ -194,7 +185,7 @@ def live(
     started = datetime.now(UTC)
     checks = select_checks(load_catalogue(), options.include, options.skip)
     selected = inventory.select(options.limit) if options.limit else inventory.hosts
-    problems = _secret_problems(selected, inventory)
+    problems = inventory.missing_secrets(selected)
     if problems:
         raise InputError(problems)
     if on_start is not None:
@@ -226,8 +217,10 @@ def live(
         inventory=inventory,
         facts_source=None,
         warnings=warnings,
+        scope=options.scope(),
+        interrupted=gathered.interrupted,
     )
-    return ScanRun(report=run.report, facts=run.facts, interrupted=gathered.interrupted)
+    return run
 
 
 def _summary(host: Host, facts: HostFacts, notes: tuple[str, ...] = ()) -> HostSummary:
@@ -254,6 +247,8 @@ def _report(
     inventory_path: str | None = None,
     inventory_digest: str | None = None,
     collected_at: datetime | None = None,
+    scope: str = "",
+    interrupted: bool = False,
 ) -> ScanRun:
     results = evaluate(checks, fleet)
     if inventory is not None:
@@ -278,6 +273,8 @@ def _report(
         checks=tuple(c.meta for c in checks),
         results=results,
         warnings=warnings,
+        scope=scope,
+        interrupted=interrupted,
     )
     return ScanRun(report=report, facts=facts)
 
@@ -291,7 +288,7 @@ def finalize(
         results, states = apply_waivers(report.results, waivers, today)
         report = dataclasses.replace(report, results=results, waivers=states)
     if history is not None:
-        previous = history.previous(inventory_key(report))
+        previous = history.previous(inventory_key(report), report.scope)
         delta = None
         if previous is not None:
             delta = history.delta(previous, stored_results(report), [h.name for h in report.hosts])

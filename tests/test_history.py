@@ -455,3 +455,24 @@ def test_waived_results_are_stored_as_waived(tmp_path: Path) -> None:
     assert statuses["adfs-os-version", "adfs01.lab.example"] is Status.WAIVED
     (note,) = raw(tmp_path / "h.sqlite3", "SELECT waiver FROM results WHERE status = 'WAIVED'")
     assert "w.yaml:2" in str(note[0])
+
+
+def test_a_version_1_database_gains_the_scope_column(tmp_path: Path) -> None:
+
+    path = tmp_path / "v1.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE scans (id INTEGER PRIMARY KEY AUTOINCREMENT, inventory_key TEXT NOT NULL,"
+        " inventory TEXT, inventory_digest TEXT, facts_source TEXT, agent_version TEXT NOT NULL,"
+        " mode TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,"
+        " exit_code INTEGER NOT NULL, counts TEXT NOT NULL, warnings TEXT NOT NULL);"
+        "INSERT INTO scans VALUES (1, 'k', NULL, NULL, NULL, '0.1.0', 'replay',"
+        " '2026-11-01T00:00:00+00:00', '2026-11-01T00:00:01+00:00', 1, '{}', '[]');"
+        "PRAGMA user_version = 1;"
+    )
+    old.close()
+    with History.open(path) as history:
+        kept = history.scan(1)
+        assert kept is not None
+        assert kept.scope == ""
+        assert history.previous("k") == kept

@@ -175,6 +175,7 @@ _VERDICT_CLASSES: Final[dict[ExitCode, str]] = {
     ExitCode.OK: "verdict-ok",
     ExitCode.FAIL: "verdict-fail",
     ExitCode.ERROR: "verdict-error",
+    ExitCode.INTERRUPTED: "verdict-error",
 }
 
 

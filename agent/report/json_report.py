@@ -162,6 +162,8 @@ def report_document(report: ScanReport) -> dict[str, Any]:
         "results": [_result(report, r) for r in report.results],
         "warnings": list(report.warnings),
         "scan_id": report.scan_id,
+        "scope": report.scope,
+        "interrupted": report.interrupted,
         "waivers": [_waiver_state(w) for w in report.waivers],
         "delta": _delta(report.delta),
     }

@@ -26,6 +26,7 @@ EXIT_CODE_MEANINGS: Final[Mapping[ExitCode, str]] = MappingProxyType(
         ExitCode.OK: "no check failed and none errored",
         ExitCode.FAIL: "at least one check failed",
         ExitCode.ERROR: "no check failed, but at least one could not be evaluated",
+        ExitCode.INTERRUPTED: "the scan was stopped before every host was read; partial results",
     }
 )
 
@@ -189,6 +190,11 @@ class ScanReport:
     delta: Delta | None = None
     #: The history database's id of this scan, once recorded.
     scan_id: int | None = None
+    #: The user stopped the scan (Ctrl-C): hosts not yet read carry an "interrupted" error.
+    interrupted: bool = False
+    #: How the scan was narrowed (``--limit``, ``--check``, ``--skip-check``), "" for all of it.
+    #: Only scans of the same scope are compared with each other.
+    scope: str = ""
     _by_id: dict[str, CheckMeta] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -272,6 +278,8 @@ class ScanReport:
         A host-level error counts as an ERROR even when it produced no result (a host whose roles
         no selected check applies to), so an unreachable host can never yield a clean exit.
         """
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
         counts = self.counts()
         if counts[Status.FAIL]:
             return ExitCode.FAIL

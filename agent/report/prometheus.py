@@ -139,7 +139,8 @@ class _ReportCollector(Collector):
 
         yield _gauge(
             "exit_code",
-            "Exit code of the scan: 0 compliant, 1 at least one FAIL, 2 at least one ERROR.",
+            "Exit code of the scan: 0 compliant, 1 at least one FAIL, 2 at least one ERROR, "
+            "130 interrupted.",
             int(report.exit_code()),
         )
         duration = max(0.0, (report.finished_at - report.started_at).total_seconds())
@@ -148,11 +149,12 @@ class _ReportCollector(Collector):
         yield _gauge(
             "last_scan_timestamp_seconds", "When the last scan finished (Unix time).", finished
         )
-        yield _gauge(
-            "last_successful_scan_timestamp_seconds",
-            "When the last scan that completed (exit code 0, 1 or 2) finished (Unix time).",
-            finished,
-        )
+        if not report.interrupted:
+            yield _gauge(
+                "last_successful_scan_timestamp_seconds",
+                "When the last scan that completed (exit code 0, 1 or 2) finished (Unix time).",
+                finished,
+            )
 
         failed = {h.name for h in report.failed_hosts()}
         hosts = GaugeMetricFamily(

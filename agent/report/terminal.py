@@ -82,6 +82,7 @@ _VERDICT_STYLES: Final[dict[ExitCode, str]] = {
     ExitCode.OK: "bold green",
     ExitCode.FAIL: "bold red",
     ExitCode.ERROR: "bold magenta",
+    ExitCode.INTERRUPTED: "bold yellow",
 }
 
 #: Shown in a matrix cell when the check was not evaluated on that target.
@@ -144,6 +145,8 @@ def _header(report: ScanReport) -> RenderableType:
         rows.append((Text("Digest", "dim"), _t(report.inventory_digest)))
     if report.facts_source is not None:
         rows.append((Text("Facts", "dim"), _t(report.facts_source)))
+    if report.scope:
+        rows.append((Text("Scope", "dim"), _t(report.scope)))
     rows.append(
         (Text("Started", "dim"), Text(f"{utc_human(report.started_at)}, took {duration:.1f} s"))
     )
