@@ -43,6 +43,18 @@ Exit codes:
   130 interrupted (Ctrl-C): the results gathered so far are still reported
 """
 
+#: Loggers that would write authentication tokens (NTLM, Kerberos, CredSSP) at DEBUG.
+AUTH_LOGGERS = (
+    "spnego",
+    "requests_ntlm",
+    "ntlm_auth",
+    "requests_kerberos",
+    "winrm.vendor.requests_kerberos",
+    "requests_credssp",
+    "krb5",
+    "gssapi",
+)
+
 INTERNAL_ERROR = int(ExitCode.INTERNAL)
 INTERRUPTED = int(ExitCode.INTERRUPTED)
 
@@ -86,6 +98,10 @@ def cli(debug: bool) -> None:
     # paramiko logs every failed handshake with a traceback; the host's ERROR result already
     # says what happened, so its own log is only for --debug.
     logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    # Authentication libraries log their tokens at DEBUG: an NTLM challenge and response pair is
+    # a crackable password hash. Never, not even with --debug.
+    for name in AUTH_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _load_inventory(path: str) -> Inventory:
@@ -299,6 +315,9 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
             written.append(path)
         except OSError as exc:
             failures.append(Problem(str(path), f"cannot write: {exc.strerror or exc}"))
+        except Exception as exc:  # one output that cannot be rendered loses no other
+            logging.getLogger(__name__).debug("rendering %s failed", path, exc_info=True)
+            failures.append(Problem(str(path), f"cannot render: {type(exc).__name__}"))
     if formats and output_dir is None:
         click.echo(RENDERERS[formats[0]](run.report), nl=False)
     elif not out.quiet:

@@ -65,7 +65,8 @@ def _run_host_check(check: Check, host: HostFacts) -> Outcome:
     except FactShapeError as exc:
         return errored(str(exc), fact=exc.fact, path=exc.path)
     except Exception as exc:  # a bug in one check must not end the scan
-        log.exception("check %s crashed on %s", check.meta.id, host.name)
+        log.error("check %s crashed on %s", check.meta.id, host.name)
+        log.debug("traceback", exc_info=True)
         return errored(f"internal error in check {check.meta.id}: {type(exc).__name__}")
 
 
@@ -76,7 +77,8 @@ def _run_fleet_check(check: Check, fleet: Fleet) -> list[Finding]:
     except (FactUnavailable, FactShapeError) as exc:
         return [Finding(FLEET_TARGET, errored(str(exc)))]
     except Exception as exc:  # a bug in one check must not end the scan
-        log.exception("fleet check %s crashed", check.meta.id)
+        log.error("fleet check %s crashed", check.meta.id)
+        log.debug("traceback", exc_info=True)
         return [
             Finding(
                 FLEET_TARGET,

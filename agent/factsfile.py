@@ -125,7 +125,8 @@ def to_document(facts: FactsFile) -> dict[str, Any]:
 
 def dumps(facts: FactsFile) -> str:
     """Serialise a facts file (stable key order, indented for diffs)."""
-    return json.dumps(to_document(facts), indent=2, ensure_ascii=False) + "\n"
+    # ASCII with escapes: a string from a host (even a lone surrogate) always serialises.
+    return json.dumps(to_document(facts), indent=2) + "\n"
 
 
 def load(path: str | Path) -> FactsFile:
@@ -283,7 +284,12 @@ def _timestamp(r: _Reader, value: Any) -> datetime:
     except ValueError:
         r.problem("collected_at", f"not an ISO-8601 timestamp: {text!r}"[:200])
         return datetime.now(UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        r.problem("collected_at", f"out of range: {text!r}"[:200])
+        return datetime.now(UTC)
 
 
 def _inventory(r: _Reader, value: Any) -> tuple[str | None, str | None]:

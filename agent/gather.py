@@ -151,7 +151,8 @@ class _Pool:
             try:
                 connector = self.factory(host, self.options.timeouts)
             except Exception:
-                log.exception("could not create a connector for %s", host.name)
+                log.error("could not create a connector for %s", host.name)
+                log.debug("traceback", exc_info=True)
                 self.done.put(
                     _facts(host, error=HostError("internal", "could not create a connector"))
                 )
@@ -159,9 +160,7 @@ class _Pool:
             with self.lock:
                 self.running[host.name] = (deadline, connector, host)
             result = self._gather_one(host, connector, deadline)
-            if connector.notes:
-                with self.lock:
-                    self.notes[host.name] = tuple(connector.notes)
+            self._keep_notes(host.name, connector)
             with self.lock:
                 abandoned = self.running.pop(host.name, None) is None
             if abandoned:
@@ -175,10 +174,17 @@ class _Pool:
             log.debug("%s: %s", host.name, exc)
             return _facts(host, error=HostError(exc.kind.value, exc.message))
         except Exception as exc:  # a bug must cost one host, not the scan
-            log.exception("gathering %s failed unexpectedly", host.name)
+            log.error("gathering %s failed unexpectedly", host.name)
+            log.debug("traceback", exc_info=True)
             return _facts(
                 host, error=HostError("internal", f"internal error: {type(exc).__name__}")
             )
+
+    def _keep_notes(self, name: str, connector: Connector) -> None:
+        """What the connection did that the report must show, also for a host given up on."""
+        if connector.notes:
+            with self.lock:
+                self.notes[name] = tuple(connector.notes)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -187,6 +193,7 @@ class _Pool:
             for name, _, _ in expired:
                 del self.running[name]
         for _, connector, host in expired:
+            self._keep_notes(host.name, connector)
             late = deadline_passed(host.name, self.options.timeouts.host)
             self._record(_facts(host, error=HostError(late.kind.value, late.message)))
             _quietly(connector.abort)
@@ -196,7 +203,8 @@ class _Pool:
         with self.lock:
             running = list(self.running.values())
             self.running.clear()
-        for _, connector, _ in running:
+        for _, connector, host in running:
+            self._keep_notes(host.name, connector)
             _quietly(connector.abort)
         for host in self.hosts:
             if host.name not in self.results:

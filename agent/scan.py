@@ -170,7 +170,8 @@ def gather_directory(settings: DirectorySettings, accounts: Sequence[str]) -> di
     except ConnectorError as exc:
         return {"error": exc.message}
     except Exception as exc:  # a bug must cost the directory checks, not the scan
-        log.exception("reading the directory failed unexpectedly")
+        log.error("reading the directory failed unexpectedly")
+        log.debug("traceback", exc_info=True)
         return {"error": f"internal error reading the directory: {type(exc).__name__}"}
 
 
@@ -192,8 +193,13 @@ def live(
         on_start(len(selected))
     gathered = gather(selected, gather_options, on_done=on_done)
     entry = None
-    if inventory.directory is not None and not gathered.interrupted:
-        entry = gather_directory(inventory.directory, service_accounts(gathered.hosts))
+    interrupted = gathered.interrupted
+    if inventory.directory is not None and not interrupted:
+        try:
+            entry = gather_directory(inventory.directory, service_accounts(gathered.hosts))
+        except KeyboardInterrupt:
+            interrupted = True
+            entry = {"error": "scan interrupted before the directory was read"}
     fleet = Fleet(
         hosts=gathered.hosts,
         directory=directory_view(inventory, entry),
@@ -206,8 +212,8 @@ def live(
     warnings = tuple(inventory.warnings)
     if inventory.directory is not None:
         warnings += tuple(f"directory: {note}" for note in inventory.directory.trust_notes())
-    if gathered.interrupted:
-        warnings += ("the scan was interrupted: hosts not yet read are reported as ERROR",)
+    if interrupted:
+        warnings += ("the scan was interrupted: what was not yet read is reported as ERROR",)
     run = _report(
         mode="live",
         started=started,
@@ -218,7 +224,7 @@ def live(
         facts_source=None,
         warnings=warnings,
         scope=options.scope(),
-        interrupted=gathered.interrupted,
+        interrupted=interrupted,
     )
     return run
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Final
 
@@ -217,7 +217,9 @@ def mfa_adapters(names: Iterable[str]) -> list[str]:
     return [name for name in names if name.strip().casefold() in MFA_ADAPTERS]
 
 
-def _adapter_outcome(host: HostFacts, farm: Mapping[str, list[str] | None]) -> Outcome:
+def _adapter_outcome(
+    host: HostFacts, farm_size: int, with_adapter_all: Sequence[str], unread_all: Sequence[str]
+) -> Outcome:
     names = _providers(host)
     adapters = mfa_adapters(names)
     if adapters:
@@ -227,9 +229,10 @@ def _adapter_outcome(host: HostFacts, farm: Mapping[str, list[str] | None]) -> O
             mfa_adapters=adapters,
             registered_providers=names,
         )
-    others = {name: found for name, found in farm.items() if name != host.name}
-    with_adapter = sorted(name for name, found in others.items() if found)
-    unread = sorted(name for name, found in others.items() if found is None)
+    # The farm-wide lists are built once (a fleet check over thousands of nodes stays linear).
+    with_adapter = [name for name in with_adapter_all if name != host.name]
+    unread = [name for name in unread_all if name != host.name]
+    others = farm_size > 1
     evidence = {
         "registered_providers": names,
         "farm_nodes_with_adapter": named(with_adapter),
@@ -282,5 +285,8 @@ def adfs_adapter_registered(fleet: Fleet) -> Iterable[Finding]:
     adapters = {
         name: None if names is None else mfa_adapters(names) for name, names in farm.items()
     }
+    with_adapter = sorted(name for name, found in adapters.items() if found)
+    unread = sorted(name for name, found in adapters.items() if found is None)
     for host in nodes:
-        yield Finding(host.name, guarded(partial(_adapter_outcome, host, adapters)))
+        outcome = partial(_adapter_outcome, host, len(nodes), with_adapter, unread)
+        yield Finding(host.name, guarded(outcome))

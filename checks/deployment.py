@@ -315,7 +315,13 @@ def _trusted_ips_outcome(fleet: Fleet) -> Outcome:
         )
     if not enabled:
         return passed("Trusted IPs are not used", enabled=False, ranges=[])
-    texts = attested.texts("ranges")
+    texts = attested.opt_texts("ranges")
+    if texts is None:
+        return manual(
+            "Trusted IPs are in use but their ranges are not declared: attest "
+            "mfa_deployment.trusted_ips.ranges so they can be reviewed",
+            enabled=True,
+        )
     networks: list[IPNetwork] = []
     unparsable: list[str] = []
     for text in texts:

@@ -98,7 +98,8 @@ ASPNET_V2: Final = "2.0.50727"
 def portal_aspnet_v2(host: HostFacts) -> Outcome:
     """PASS when ASP.NET 2.0.50727 is installed (registry) and registered with IIS.
 
-    Registered means a line of ``aspnet_regiis -lv`` starts with ``2.0.50727``; on IIS 7+ (a
+    Registered means a line of ``aspnet_regiis -lv`` starts with ``2.0.50727`` and says it is
+    ``Valid`` (``2.0.50727.0  Valid  C:\\…\\aspnet_isapi.dll``); on IIS 7+ (a
     non-null ``feature_install_state``) the Web-Asp-Net feature must also be Installed. Every
     missing part is listed. When nothing is known to be missing but ``aspnet_regiis`` could not
     be run (``registered_versions`` null), registration is unknown: ERROR.
@@ -117,9 +118,12 @@ def portal_aspnet_v2(host: HostFacts) -> Outcome:
     if not in_registry:
         missing.append("installation (no HKLM\\SOFTWARE\\Microsoft\\ASP.NET\\2.0.50727.0 key)")
     if registered is not None and not any(
-        line.strip().startswith(ASPNET_V2) for line in registered
+        line.strip().startswith(ASPNET_V2) and "valid" in line.casefold().split()
+        for line in registered
     ):
-        missing.append("registration with IIS (aspnet_regiis -lv does not list 2.0.50727)")
+        missing.append(
+            "registration with IIS (aspnet_regiis -lv does not list 2.0.50727 as Valid)"
+        )
     if feature is not None and not is_state(feature, "Installed"):
         missing.append(f"the IIS feature Web-Asp-Net (it is {feature})")
     if missing:

@@ -87,6 +87,8 @@ def aspnet(registry: Any, registered: Any, feature: Any = None) -> Any:
         (aspnet(True, REGISTERED, "Installed"), Status.PASS, []),  # IIS 7+
         (aspnet(True, REGISTERED, None), Status.PASS, []),  # IIS 6: no Web-Asp-Net feature
         (aspnet(True, ["  2.0.50727.0 Valid"], None), Status.PASS, []),
+        # Listed, but not Valid (e.g. a broken registration): not registered.
+        (aspnet(True, ["2.0.50727.0\tInvalid\tC:\\x"], None), Status.FAIL, ["as Valid"]),
         (aspnet(True, ONLY_V4, "Installed"), Status.FAIL, ["registration with IIS"]),
         (aspnet(True, [], "Installed"), Status.FAIL, ["registration with IIS"]),
         (aspnet(True, REGISTERED, "Available"), Status.FAIL, ["Web-Asp-Net (it is Available)"]),

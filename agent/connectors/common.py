@@ -25,6 +25,20 @@ SCRIPT_FAILURES = frozenset(
 )
 
 
+#: Most output one fact script may print (it prints a few KiB): a host streaming more is not
+#: answering the script, and must not exhaust the agent's memory.
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+
+
+def too_much_output(where: str, script: FactScript) -> ConnectorError:
+    """The error for a script whose output passed `MAX_OUTPUT_BYTES`."""
+    return ConnectorError(
+        ErrorKind.UNREADABLE_OUTPUT,
+        f"unreadable output from {where}: the {script.name} script printed more than "
+        f"{MAX_OUTPUT_BYTES // (1024 * 1024)} MiB",
+    )
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Every wait has a bound: connecting, one remote operation, and the whole host."""
@@ -57,7 +71,7 @@ def parse_script_output(script: FactScript, stdout: bytes, *, where: str) -> dic
     """The fact entries a script printed, each checked; facts it left out become errors."""
     try:
         document = json.loads(stdout.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ConnectorError(
             ErrorKind.UNREADABLE_OUTPUT,
             f"unreadable output from {where}: the {script.name} script did not print JSON "

@@ -559,6 +559,9 @@ def _read(
     conn: ldap3.Connection, settings: DirectorySettings, accounts: list[str], page_size: int
 ) -> dict[str, Any]:
     base = settings.base_dn
+    # Members and service accounts may live anywhere in the domain (CN=Managed Service Accounts,
+    # other OUs): searched from the domain root, or a narrow base_dn would hide them.
+    domain_root = domain_of(base)[1] or base
     group_filter = (
         f"(&(objectCategory=group)(sAMAccountName={escape_filter_chars(settings.group)}))"
     )
@@ -570,7 +573,8 @@ def _read(
         dn = groups[0]["dn"]
         group = {"dn": dn, "sid": sid_text(_first(groups[0]["attributes"].get("objectSid")))}
         chain = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)})"
-        for entry in paged_search(conn, base, chain, ["sAMAccountName", "objectClass"], page_size):
+        attributes = ["sAMAccountName", "objectClass"]
+        for entry in paged_search(conn, domain_root, chain, attributes, page_size):
             classes = entry["attributes"].get("objectClass") or []
             members.append(
                 {
@@ -585,7 +589,9 @@ def _read(
         "group": group,
         "members": members,
         "accounts": {
-            a: _account(conn, base, a, None if group is None else member_dns, page_size, names)
+            a: _account(
+                conn, domain_root, a, None if group is None else member_dns, page_size, names
+            )
             for a in accounts
         },
     }

@@ -23,7 +23,13 @@ from typing import Any
 
 import paramiko
 
-from agent.connectors.common import Timeouts, run_scripts, script_entries
+from agent.connectors.common import (
+    MAX_OUTPUT_BYTES,
+    Timeouts,
+    run_scripts,
+    script_entries,
+    too_much_output,
+)
 from agent.connectors.errors import ConnectorError, ErrorKind
 from agent.connectors.sshopts import HostKeyPolicy, Jump, SshOptions, parse_ssh_args
 from agent.factscripts import FactScript, scripts_for
@@ -310,12 +316,14 @@ class SSHConnector:
             channel = transport.open_session(timeout=self.timeouts.connect)
             channel.settimeout(self.timeouts.operation + 10)
             channel.exec_command(script.command_line())
-            stdout = channel.makefile("rb").read()
-            stderr = channel.makefile_stderr("rb").read()
+            stdout = channel.makefile("rb").read(MAX_OUTPUT_BYTES + 1)
+            stderr = channel.makefile_stderr("rb").read(MAX_OUTPUT_BYTES + 1)
             code = channel.recv_exit_status()
             channel.close()
         except Exception as exc:
             raise _connect_error(exc, name) from None
+        if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
+            raise too_much_output(name, script)
         read_at = sent + (datetime.now(UTC) - sent) / 2  # see WinRMConnector._run
         if code in _NOT_FOUND:
             raise ConnectorError(

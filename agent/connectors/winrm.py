@@ -19,7 +19,13 @@ from winrm import transport as winrm_transport
 from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
-from agent.connectors.common import Timeouts, run_scripts, script_entries
+from agent.connectors.common import (
+    MAX_OUTPUT_BYTES,
+    Timeouts,
+    run_scripts,
+    script_entries,
+    too_much_output,
+)
 from agent.connectors.errors import ConnectorError, ErrorKind, classify, deadline_passed
 from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
 from agent.inventory import Host
@@ -161,11 +167,17 @@ class WinRMConnector:
                     protocol.close_shell(shell)
 
     def _receive(
-        self, protocol: Protocol, shell: str, command_id: str, deadline: float
+        self,
+        protocol: Protocol,
+        shell: str,
+        command_id: str,
+        deadline: float,
+        script: FactScript,
     ) -> tuple[bytes, bytes, int]:
         """Collect a command's output. pywinrm's own loop retries a timed-out Receive forever;
-        this one stops at the host deadline or when the coordinator aborts the host."""
-        stdout, stderr = b"", b""
+        this one stops at the host deadline, when the coordinator aborts the host, or when the
+        output grows past `MAX_OUTPUT_BYTES`."""
+        stdout, stderr = bytearray(), bytearray()
         while True:
             if self._aborted.is_set() or time.monotonic() > deadline:
                 raise deadline_passed(self.host.name, self.timeouts.host)
@@ -173,9 +185,12 @@ class WinRMConnector:
                 out, err, code, done = protocol.get_command_output_raw(shell, command_id)
             except WinRMOperationTimeoutError:
                 continue  # the command is still running: ask again
-            stdout, stderr = stdout + out, stderr + err
+            stdout += out
+            stderr += err
+            if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
+                raise too_much_output(self.host.name, script)
             if done:
-                return stdout, stderr, code
+                return bytes(stdout), bytes(stderr), code
 
     def _run(
         self, protocol: Protocol, shell: str, script: FactScript, deadline: float
@@ -192,7 +207,7 @@ class WinRMConnector:
         try:
             command_id = protocol.run_command(shell, command)
             try:
-                stdout, stderr, code = self._receive(protocol, shell, command_id, deadline)
+                stdout, stderr, code = self._receive(protocol, shell, command_id, deadline, script)
             finally:
                 if not self._aborted.is_set():
                     protocol.cleanup_command(shell, command_id)

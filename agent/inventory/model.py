@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.connectors.sshopts import parse_ssh_args
 from agent.errors import Problem
 from agent.facts import Declared
 from agent.inventory.templates import Secret
@@ -23,8 +24,6 @@ ShellType = Literal["powershell", "cmd"]
 #: How the agent binds to the directory: a simple bind (DN and password) or Kerberos (GSSAPI).
 DirectoryAuth = Literal["simple", "kerberos"]
 
-#: Host-key-checking switches in ansible_ssh_common_args that make SSH trust any server.
-_NO_HOST_KEY_CHECKS = ("stricthostkeychecking=no", "stricthostkeychecking=off")
 
 
 @dataclass(frozen=True)
@@ -83,10 +82,11 @@ class Connection:
                     "(ansible_winrm_server_cert_validation: ignore)"
                 )
         elif self.ssh_common_args:
-            args = self.ssh_common_args.lower().replace(" ", "")
-            if any(switch in args for switch in _NO_HOST_KEY_CHECKS):
+            # The same parser the SSH connector uses: what is reported is what will happen.
+            policy = parse_ssh_args(self.ssh_common_args).host_key_policy
+            if policy == "no":
                 notes.append("SSH host key checking disabled (ansible_ssh_common_args)")
-            elif "stricthostkeychecking=accept-new" in args:
+            elif policy == "accept-new":
                 notes.append(
                     "an unknown SSH host key is accepted on first use "
                     "(StrictHostKeyChecking=accept-new in ansible_ssh_common_args)"

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn, get_args
 from urllib.parse import urlsplit
 
+from agent.connectors.errors import ConnectorError
+from agent.connectors.sshopts import parse_ssh_args
 from agent.errors import Problem
 from agent.facts import IPNetwork
 from agent.inventory.model import (
@@ -433,6 +435,16 @@ def host_value(ctx: Ctx, value: Any) -> str | None:
     return any_text(ctx, value)
 
 
+def ssh_args(ctx: Ctx, value: Any) -> str:
+    """``ansible_ssh_common_args``: text whose options mfa-agent honours must make sense."""
+    text = any_text(ctx, value)
+    try:
+        parse_ssh_args(text)
+    except ConnectorError as exc:
+        ctx.fail(exc.message.removeprefix("ansible_ssh_common_args: "))
+    return text
+
+
 #: Every Ansible connection variable the agent reads, and its validator.
 CONNECTION_VARIABLES: Final[Mapping[str, Validator]] = {
     "ansible_host": host_value,
@@ -448,7 +460,7 @@ CONNECTION_VARIABLES: Final[Mapping[str, Validator]] = {
     "ansible_winrm_cert_key_pem": text,
     "ansible_ssh_private_key_file": text,
     "ansible_shell_type": choice(*get_args(ShellType)),
-    "ansible_ssh_common_args": any_text,
+    "ansible_ssh_common_args": ssh_args,
 }
 
 #: Read only from a group's vars in the inventory file, as Ansible does.
