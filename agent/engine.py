@@ -39,7 +39,12 @@ def select_checks(
     if problems:
         raise InputError(problems)
     chosen = [c for c in catalogue if not include or c.meta.id in include]
-    return tuple(c for c in chosen if c.meta.id not in skip)
+    left = tuple(c for c in chosen if c.meta.id not in skip)
+    if catalogue and not left:
+        raise InputError(
+            Problem("<arguments>", "no check is left to run after --check and --skip-check")
+        )
+    return left
 
 
 def applies(check: Check, host: HostFacts) -> bool:

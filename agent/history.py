@@ -125,7 +125,12 @@ class History:
         """Open (creating if needed) the database; `InputError` if it cannot be used."""
         path = path or default_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Evidence describes security weaknesses: the database is the owner's only, like the
+            # report files (SQLite gives its -wal and -shm files the database file's mode).
+            if not path.parent.exists():
+                path.parent.mkdir(mode=0o700, parents=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             _enable_wal(db)

@@ -113,6 +113,16 @@ def replay(facts: FactsFile, inventory: Inventory | None, options: ScanOptions) 
     source = facts.source or "the facts file"
     if inventory is not None:
         selected = inventory.select(options.limit) if options.limit else inventory.hosts
+        if selected and facts.hosts and all(facts.host(h.name) is None for h in selected):
+            recorded = ", ".join(h.name for h in facts.hosts[:5])
+            more = f", … ({len(facts.hosts)} in all)" if len(facts.hosts) > 5 else ""
+            raise InputError(
+                Problem(
+                    source,
+                    "none of the inventory's hosts is in this facts file "
+                    f"(it holds {recorded}{more}): is it the facts file of another inventory?",
+                )
+            )
         hosts = tuple(host_facts_from_inventory(h, facts.host(h.name), source) for h in selected)
         fleet = Fleet(
             hosts=hosts,

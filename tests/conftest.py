@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,13 @@ class CliRun:
     code: int
     out: str
     err: str
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any fixture runs (module- and session-scoped ones too), no test may reach the
+    user's own history database: point it at a throwaway file for the whole session."""
+    scratch = Path(tempfile.mkdtemp(prefix="mfa-agent-tests-"))
+    os.environ["MFA_AGENT_DB"] = str(scratch / "session-history.sqlite3")
 
 
 @pytest.fixture(autouse=True)

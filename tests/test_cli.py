@@ -263,3 +263,17 @@ def test_module_entry_point_and_help_document_exit_codes() -> None:
     assert helped.returncode == 0
     for line in ("0  no FAIL and no ERROR", "1  at least one FAIL", "3  invalid input"):
         assert line in helped.stdout
+
+
+def test_nothing_left_to_run_is_exit_3(run_cli: Run) -> None:
+    result = replay(run_cli, "--check", "clock-skew", "--skip-check", "clock-skew")
+    assert result.code == 3
+    assert "no check is left to run" in result.err
+
+
+def test_a_facts_file_of_another_inventory_is_exit_3(run_cli: Run) -> None:
+    example = str(REPO / "inventory" / "example.yaml")
+    result = run_cli("scan", "-i", example, "--replay", FACTS)
+    assert result.code == 3
+    assert "none of the inventory's hosts is in this facts file" in result.err
+    assert "adfs01.lab.example" in result.err

@@ -79,8 +79,14 @@ def _in_chain(exc: BaseException, *types: type[BaseException]) -> BaseException 
     return None
 
 
-def classify(exc: BaseException, *, where: str) -> ConnectorError:
-    """Translate a transport-library exception into a `ConnectorError` for host `where`."""
+def classify(
+    exc: BaseException, *, where: str, read_timeout: float | None = None
+) -> ConnectorError:
+    """Translate a transport-library exception into a `ConnectorError` for host `where`.
+
+    `read_timeout` (seconds) names the limit in a read time-out, so the message says which
+    option to raise.
+    """
     if isinstance(exc, ConnectorError):
         return exc
     if isinstance(exc, InvalidCredentialsError):
@@ -111,8 +117,17 @@ def classify(exc: BaseException, *, where: str) -> ConnectorError:
         return ConnectorError(
             ErrorKind.TLS_VERIFICATION_FAILED, f"TLS handshake with {where} failed"
         )
+    if _in_chain(exc, requests.exceptions.ConnectTimeout):
+        return ConnectorError(
+            ErrorKind.TIMED_OUT, f"timed out connecting to {where} (--connect-timeout)"
+        )
     if _in_chain(exc, requests.exceptions.Timeout, socket.timeout, TimeoutError):
-        return ConnectorError(ErrorKind.TIMED_OUT, f"timed out waiting for {where}")
+        limit = (
+            f": no answer within {read_timeout:g} s (--operation-timeout + 10 s)"
+            if read_timeout
+            else ""
+        )
+        return ConnectorError(ErrorKind.TIMED_OUT, f"timed out waiting for {where}{limit}")
     if _in_chain(exc, ConnectionRefusedError):
         return ConnectorError(ErrorKind.CONNECTION_REFUSED, f"connection refused by {where}")
     if _in_chain(exc, ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ProtocolError):

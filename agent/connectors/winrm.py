@@ -77,7 +77,9 @@ def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:
     _check_policy(host)
     c = host.connection
     password = c.password.reveal() if c.password is not None else None
-    if c.winrm_transport != "certificate" and (not c.user or password is None):
+    # Kerberos authenticates with the ticket cache (kinit; KRB5CCNAME): no password needed.
+    needs_password = c.winrm_transport not in {"certificate", "kerberos"}
+    if needs_password and (not c.user or password is None):
         raise ConnectorError(
             ErrorKind.CONFIGURATION,
             f"{c.winrm_transport} authentication needs ansible_user and ansible_password",
@@ -150,7 +152,7 @@ class WinRMConnector:
         try:
             shell = protocol.open_shell(codepage=65001)
         except Exception as exc:
-            raise classify(exc, where=name) from None
+            raise classify(exc, where=name, read_timeout=self.timeouts.operation + 10) from None
         try:
             return run_scripts(
                 scripts,
@@ -214,7 +216,7 @@ class WinRMConnector:
         except ConnectorError:
             raise
         except Exception as exc:
-            raise classify(exc, where=name) from None
+            raise classify(exc, where=name, read_timeout=self.timeouts.operation + 10) from None
         # The script read the host clock somewhere between sending and receiving: the midpoint
         # halves the error the command's own run time adds to the measured skew.
         read_at = sent + (datetime.now(UTC) - sent) / 2

@@ -2,10 +2,9 @@
 
 Write it with ``--format prometheus`` into the collector's directory (node_exporter
 ``--collector.textfile.directory``); the file is ``mfa-agent.prom`` and is replaced atomically
-(the temporary file ends in ``.tmp``, which the collector ignores). A new report file is readable
-by its owner only (0600, see `agent.report.writer.write_atomic`); create ``mfa-agent.prom`` once
-with a mode node_exporter's user can read (e.g. 0640 with node_exporter's group): a replaced file
-keeps its mode.
+(the temporary file ends in ``.tmp``, which the collector ignores). Unlike the other report files
+(0600) a new ``mfa-agent.prom`` is created 0644 so node_exporter's user can read it
+(`agent.report.writer.FILE_MODES`); a replaced file keeps its mode.
 
 The text is produced by prometheus-client (a fresh `CollectorRegistry` and `generate_latest`,
 exposition format 0.0.4, no timestamps as the textfile collector requires). Every metric is a
