@@ -39,7 +39,7 @@ Exit codes:
   2  no FAIL, but at least one ERROR (a host or fact could not be read)
   3  invalid input: inventory, arguments, facts file, waivers file or history
      database (nothing was scanned)
-  4  internal error (a bug: please report it, with --debug output)
+  4  internal error (a bug: please report it with the output of --debug)
   130 interrupted (Ctrl-C): the results gathered so far are still reported
 """
 
@@ -89,11 +89,16 @@ def cli(debug: bool) -> None:
     hosts, gathers facts (or replays recorded ones), evaluates the check catalogue and reports
     PASS / FAIL / ERROR / SKIP / MANUAL per host and check, with evidence and remediation.
     """
+    _configure_logging(debug)
+
+
+def _configure_logging(debug: bool) -> None:
     _state.debug = debug
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     # paramiko logs every failed handshake with a traceback; the host's ERROR result already
     # says what happened, so its own log is only for --debug.
@@ -104,6 +109,21 @@ def cli(debug: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _debug_here(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _configure_logging(True)
+
+
+#: ``--debug`` after the subcommand too (``mfa-agent scan … --debug``), as people type it.
+_DEBUG_OPTION = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_debug_here,
+    help="Log debug detail to stderr and show tracebacks (same as mfa-agent --debug).",
+)
+
+
 def _load_inventory(path: str) -> Inventory:
     from agent.inventory import load_inventory
 
@@ -111,6 +131,7 @@ def _load_inventory(path: str) -> Inventory:
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_DEBUG_OPTION
 @click.option(
     "-i", "--inventory", "inventory_path", metavar="FILE", help="Inventory (Ansible YAML)."
 )
@@ -211,7 +232,8 @@ def scan(
 ) -> None:
     """Scan the hosts of an inventory, or replay recorded facts, and report.
 
-    Live (default): connects to every host of the inventory over WinRM. Replay (--replay FACTS):
+    Live (default): connects to every host of the inventory over WinRM or SSH (per host:
+    ansible_connection), then to the directory over LDAP. Replay (--replay FACTS):
     evaluates a facts file written earlier by --save-facts, with no network at all.
     """
     from agent import factsfile
@@ -337,6 +359,7 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_DEBUG_OPTION
 @click.option(
     "--scheme",
     type=click.Choice(["http", "https"]),
@@ -599,7 +622,12 @@ def _pick_scans(
     return new_scan, old_scan
 
 
-@cli.command("inventory", epilog=EXIT_CODES_HELP)
+@cli.command(
+    "inventory",
+    epilog="\b\nExit codes:\n  0  the inventory is valid\n"
+    "  3  it is not, or a referenced environment variable is unset",
+)
+@_DEBUG_OPTION
 @click.option("-i", "--inventory", "inventory_path", required=True, metavar="FILE")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True

@@ -38,6 +38,7 @@ def test_demo_without_samba_says_how_to_add_it_and_runs_the_rest(
     run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("agent.lab.directory.available", lambda: False)
+    monkeypatch.setattr("agent.lab.directory.shutil.which", lambda name: None)
     result = run_cli("demo", "--format", "json")
     assert result.code == 1
     assert "apt-get install samba" in result.err

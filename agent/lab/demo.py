@@ -66,7 +66,7 @@ def run_demo(
                 extra = lab_dc.inventory_vars()
                 env[directory.LDAP_PASSWORD_ENV] = lab_dc.reader_password
         elif with_directory:
-            say(directory.INSTALL_HINT)
+            say(directory.unavailable_reason())
         inventory = lab.write_inventory(state_dir / "lab-inventory.yaml", extra_vars=extra)
         with environment(env):
             return scan(inventory)

@@ -9,6 +9,7 @@ demo shows one node whose service account is missing from the group.
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,16 @@ class LabDirectory:
 def available() -> bool:
     """Whether a lab directory can be started here (Samba installed, running as root)."""
     return SambaDC.available()
+
+
+def unavailable_reason() -> str:
+    """One line saying why the lab's directory cannot start here, and what to do."""
+    if shutil.which("samba") is None or shutil.which("samba-tool") is None:
+        return INSTALL_HINT
+    return (
+        "the lab's directory needs root (Samba is installed but must bind ports 389 and 636): "
+        "run as root, or pass --no-directory"
+    )
 
 
 def start_directory(state_dir: Path, accounts: Iterable[str]) -> LabDirectory:

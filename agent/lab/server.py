@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {PASSWORD_ENV: password}
         if args.directory:
             if not directory.available():
-                print(f"mfa-agent lab: {directory.INSTALL_HINT}", file=sys.stderr)
+                print(f"mfa-agent lab: {directory.unavailable_reason()}", file=sys.stderr)
                 return 3
             try:
                 lab_dc = directory.start_directory(
