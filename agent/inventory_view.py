@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -26,6 +27,12 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def _yaml(value: Any) -> str:
+    """Settings as the YAML they were written in, indented under their heading."""
+    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=96)
+    return "\n".join(f"  {line}" for line in text.rstrip().splitlines())
 
 
 def inventory_document(inventory: Inventory) -> dict[str, Any]:
@@ -78,14 +85,14 @@ def render_inventory(inventory: Inventory, console: Console) -> None:
     console.print(table)
     if inventory.directory is not None:
         console.print(Text("Directory", "bold"))
-        for key, value in _plain(inventory.directory).items():
-            console.print(f"  {key}: {value}", markup=False)
+        settings = _plain(inventory.directory)
+        settings.pop("location", None)  # where it is written; the JSON view keeps it
+        console.print(_yaml(settings), markup=False, highlight=False)
     else:
         console.print("Directory: not configured (mfa_directory); directory checks will be MANUAL")
     if inventory.deployment:
         console.print(Text("Deployment (declared)", "bold"))
-        for key, value in _plain(inventory.deployment).items():
-            console.print(f"  {key}: {value}", markup=False)
+        console.print(_yaml(_plain(inventory.deployment)), markup=False, highlight=False)
     if inventory.phonefactor_admins_allowed is not None:
         allowed = ", ".join(inventory.phonefactor_admins_allowed)
         console.print(f"PhoneFactor Admins allow-list: {allowed}", markup=False)
