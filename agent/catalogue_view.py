@@ -59,7 +59,7 @@ def render_catalogue(catalogue: Sequence[Check], console: Console) -> None:
                 Text(f"“{c.meta.guidance.quote}”", "italic"),
                 Text(f"— {c.meta.guidance.source}", "dim"),
             ):
-                console.print(Padding(line, (0, 0, 0, 2)))
+                console.print(Padding(line, (0, 0, 0, 2), expand=False))
         return
     table = Table(title=f"mfa-agent check catalogue ({len(catalogue)} checks)", show_lines=True)
     table.add_column("id", no_wrap=True)
