@@ -94,12 +94,10 @@ def cli(debug: bool) -> None:
 
 def _configure_logging(debug: bool) -> None:
     _state.debug = debug
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    # basicConfig adds the stderr handler once; the level is set apart so that a --debug after
+    # the subcommand still applies (and handlers others installed, e.g. pytest's, stay).
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.WARNING)
     # paramiko logs every failed handshake with a traceback; the host's ERROR result already
     # says what happened, so its own log is only for --debug.
     logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)

@@ -233,6 +233,9 @@ def test_the_password_appears_in_no_output(
     assert "authentication refused by mfa02.lab.example" in proc.stdout
     assert " DEBUG " in proc.stderr
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
+    # No NTLM message either (base64 "NTLMSSP"): a challenge and its response are a crackable
+    # hash of the password, whatever --debug shows.
+    assert "TlRMTVNTUAA" not in proc.stderr + inproc.err + caplog.text
 
     outputs = {"stdout": inproc.out + proc.stdout, "stderr": inproc.err + proc.stderr,
                "log records": caplog.text + "\n".join(

@@ -63,8 +63,8 @@ def _adopt_orphans(tree: Tree) -> None:
     grouped = {h for name, g in tree.groups.items() if name != "all" for h in g.hosts}
     ungrouped = tree.groups["ungrouped"]
     for host in tree.hosts:
-        if host not in grouped and host not in ungrouped.hosts:
-            ungrouped.hosts.append(host)
+        if host not in grouped:
+            ungrouped.hosts.setdefault(host)
 
 
 def _topological(tree: Tree) -> list[str]:

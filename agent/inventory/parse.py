@@ -47,7 +47,8 @@ class GroupNode:
     name: str
     location: Location
     vars: Vars = field(default_factory=dict)
-    hosts: list[str] = field(default_factory=list)
+    #: Host names in order of appearance (a dict as an ordered set: large groups stay linear).
+    hosts: dict[str, None] = field(default_factory=dict)
     #: Direct child groups, each with where the relationship is written.
     children: dict[str, Location] = field(default_factory=dict)
 
@@ -255,8 +256,7 @@ class _Parser:
         host = self.tree.hosts.get(name)
         if host is None:
             host = self.tree.hosts[name] = HostNode(name, Location(self.file, line))
-        if name not in group.hosts:
-            group.hosts.append(name)
+        group.hosts.setdefault(name)
         if port is not None:
             port_def = VarDef("ansible_port", port, Location(self.file, line), name, None)
             set_var(host.vars, port_def, self.tree.problems)
