@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -317,21 +317,20 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
     """Write every requested file, then show the report; one failed write loses nothing else."""
     save_facts, formats, output_dir = out.save_facts, out.formats, out.output_dir
     from agent import factsfile
-    from agent.report import FILENAMES, RENDERERS, render_terminal, write_atomic
-    from agent.report.writer import FILE_MODES
+    from agent.report import RENDERERS, render_terminal, write_atomic
+    from agent.report.writer import Output, report_outputs
 
-    outputs: list[tuple[Path, Callable[[], str], int]] = []
+    outputs: list[Output] = []
     if save_facts:
-        outputs.append((Path(save_facts), lambda: factsfile.dumps(run.facts), 0o600))
+        outputs.append(Output(Path(save_facts), partial(factsfile.dumps, run.facts)))
     if output_dir is not None:
-        for fmt in dict.fromkeys(formats or FORMATS):
-            path = Path(output_dir) / FILENAMES[fmt]
-            outputs.append((path, partial(RENDERERS[fmt], run.report), FILE_MODES.get(fmt, 0o600)))
+        outputs += report_outputs(run.report, formats or FORMATS, Path(output_dir))
     written: list[Path] = []
     failures: list[Problem] = []
-    for path, text, mode in outputs:
+    for output in outputs:
+        path = output.path
         try:
-            write_atomic(path, text(), mode)
+            write_atomic(path, output.render(), output.mode)
             written.append(path)
         except OSError as exc:
             failures.append(Problem(str(path), f"cannot write: {exc.strerror or exc}"))

@@ -11,6 +11,8 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -96,6 +98,33 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class Output:
+    """One file to write: where, how to render it (late, so one failure costs only itself), and
+    the mode of a new file."""
+
+    path: Path
+    render: Callable[[], str]
+    mode: int = 0o600
+
+
+def report_outputs(report: ScanReport, formats: Sequence[str], out_dir: Path) -> list[Output]:
+    """The report files for `formats` in `out_dir` (each format once, in the order given)."""
+    unknown = [f for f in formats if f not in RENDERERS]
+    if unknown:
+        raise ValueError(
+            f"unknown report format(s): {', '.join(unknown)}; known: {', '.join(FORMATS)}"
+        )
+    return [
+        Output(
+            Path(out_dir) / FILENAMES[name],
+            partial(RENDERERS[name], report),
+            FILE_MODES.get(name, 0o600),
+        )
+        for name in dict.fromkeys(formats)
+    ]
+
+
 def write_reports(report: ScanReport, formats: Sequence[str], out_dir: Path) -> list[Path]:
     """Write the report in each of `formats` to `out_dir`; return the paths written, in order.
 
@@ -103,13 +132,8 @@ def write_reports(report: ScanReport, formats: Sequence[str], out_dir: Path) -> 
     before the first file is written, so a renderer failing leaves every existing file as it
     was. Repeated formats are written once.
     """
-    unknown = [f for f in formats if f not in RENDERERS]
-    if unknown:
-        raise ValueError(
-            f"unknown report format(s): {', '.join(unknown)}; known: {', '.join(FORMATS)}"
-        )
-    chosen = list(dict.fromkeys(formats))
-    rendered = [(Path(out_dir) / FILENAMES[name], RENDERERS[name](report)) for name in chosen]
-    for name, (path, text) in zip(chosen, rendered, strict=True):
-        write_atomic(path, text, FILE_MODES.get(name, 0o600))
-    return [path for path, _ in rendered]
+    outputs = report_outputs(report, formats, out_dir)
+    rendered = [(output, output.render()) for output in outputs]
+    for output, text in rendered:
+        write_atomic(output.path, text, output.mode)
+    return [output.path for output in outputs]
