@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -246,7 +247,7 @@ def scan(
             Problem("<arguments>", "give an inventory (-i FILE) or a facts file (--replay FILE)")
         )
     output = _Output(save_facts, formats, output_dir, color, quiet)
-    _check_output_args(formats, output_dir)
+    _check_output_args(formats, output_dir, save_facts)
     # Everything the user gave is validated before a single host is contacted.
     inventory = _load_inventory(inventory_path) if inventory_path else None
     known = [c.meta.id for c in load_catalogue()]
@@ -270,13 +271,41 @@ def scan(
     _deliver(run, output)
 
 
-def _check_output_args(formats: Sequence[str], output_dir: str | None) -> None:
+def _check_output_args(
+    formats: Sequence[str], output_dir: str | None, save_facts: str | None = None
+) -> None:
+    """Refuse outputs that cannot be written before a (possibly long) scan starts."""
+    problems = []
     if len(set(formats)) > 1 and output_dir is None:
-        raise InputError(
+        problems.append(
             Problem(
                 "<arguments>", "several --format need an output directory (-o DIR)", key="--format"
             )
         )
+    if output_dir is not None:
+        out = Path(output_dir)
+        if out.exists() and not out.is_dir():
+            problems.append(Problem(output_dir, "is not a directory", key="--output-dir"))
+        elif not out.exists() and not _creatable(out):
+            problems.append(Problem(output_dir, "cannot be created", key="--output-dir"))
+    if save_facts is not None:
+        target = Path(save_facts)
+        if target.is_dir():
+            problems.append(Problem(save_facts, "is a directory", key="--save-facts"))
+        elif not target.parent.is_dir():
+            problems.append(
+                Problem(save_facts, "its directory does not exist", key="--save-facts")
+            )
+    if problems:
+        raise InputError(problems)
+
+
+def _creatable(directory: Path) -> bool:
+    """Whether the nearest existing ancestor of `directory` is a writable directory."""
+    for parent in directory.parents:
+        if parent.exists():
+            return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+    return False
 
 
 def _live_scan(
@@ -392,7 +421,7 @@ def demo(
     from agent.lab.demo import run_demo
     from agent.scan import ScanOptions
 
-    _check_output_args(formats, output_dir)
+    _check_output_args(formats, output_dir, save_facts)
 
     def scan_lab(inventory_path: Path) -> ScanRun:
         inventory = _load_inventory(str(inventory_path))

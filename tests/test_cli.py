@@ -76,16 +76,40 @@ def test_output_dir_writes_every_format(run_cli: Run, tmp_path: Path) -> None:
     assert "Verdict" in result.out  # the terminal report is still shown
 
 
-def test_unwritable_output_is_exit_3_but_the_report_is_still_shown(
+def test_outputs_that_cannot_be_written_are_refused_before_the_scan(
     run_cli: Run, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    result = replay(run_cli, "-o", str(blocker / "sub"), "--save-facts", str(tmp_path / "f.json"))
+    result = replay(
+        run_cli, "-o", str(blocker), "--save-facts", str(tmp_path / "missing" / "f.json")
+    )
     assert result.code == 3
-    assert "cannot write" in result.err
-    assert "Verdict" in result.out
-    assert (tmp_path / "f.json").exists()  # the other output was written
+    assert f"{blocker}: [--output-dir] is not a directory" in result.err
+    assert "[--save-facts] its directory does not exist" in result.err
+    assert "Verdict" not in result.out  # nothing was scanned
+    no_traceback(result)
+
+
+def test_a_write_failing_after_the_scan_is_exit_3_and_loses_nothing_else(
+    run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.report
+
+    real = agent.report.write_atomic
+
+    def full_disk(path: Path, text: str, mode: int = 0o600) -> None:
+        if path.suffix == ".json" and path.parent.name == "out":
+            raise OSError(28, "No space left on device")
+        real(path, text, mode)
+
+    monkeypatch.setattr(agent.report, "write_atomic", full_disk)
+    result = replay(run_cli, "-o", str(tmp_path / "out"), "--save-facts", str(tmp_path / "f.json"))
+    assert result.code == 3
+    assert "cannot write: No space left on device" in result.err
+    assert "Verdict" in result.out  # the report is still shown
+    assert (tmp_path / "f.json").exists()  # the other outputs were written
+    assert (tmp_path / "out" / "mfa-agent-report.html").exists()
     no_traceback(result)
 
 
