@@ -292,9 +292,11 @@ def _check_output_args(
         target = Path(save_facts)
         if target.is_dir():
             problems.append(Problem(save_facts, "is a directory", key="--save-facts"))
-        elif not target.parent.is_dir():
+        elif target.parent.exists() and not target.parent.is_dir():
+            problems.append(Problem(save_facts, "its directory is a file", key="--save-facts"))
+        elif not target.parent.exists() and not _creatable(target.parent):
             problems.append(
-                Problem(save_facts, "its directory does not exist", key="--save-facts")
+                Problem(save_facts, "its directory cannot be created", key="--save-facts")
             )
     if problems:
         raise InputError(problems)

@@ -81,12 +81,10 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_scan(
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    result = replay(
-        run_cli, "-o", str(blocker), "--save-facts", str(tmp_path / "missing" / "f.json")
-    )
+    result = replay(run_cli, "-o", str(blocker), "--save-facts", str(blocker / "f.json"))
     assert result.code == 3
     assert f"{blocker}: [--output-dir] is not a directory" in result.err
-    assert "[--save-facts] its directory does not exist" in result.err
+    assert "[--save-facts] its directory is a file" in result.err
     assert "Verdict" not in result.out  # nothing was scanned
     no_traceback(result)
 
