@@ -46,3 +46,26 @@ def test_an_installed_extra_builds_the_protocol(
     protocol = build_protocol(host_with(tmp_path, "kerberos"), Timeouts())
     assert protocol.transport.auth_method == "kerberos"
     assert transport_available("ntlm")
+
+
+def test_the_inventory_warns_of_hosts_the_scan_will_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXTRAS_TEST_PASSWORD", "x")
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(
+        "all:\n  vars:\n    ansible_winrm_scheme: http\n    ansible_winrm_transport: basic\n"
+        "  children:\n    adfs:\n      hosts:\n        refused.corp.example:\n"
+        "        allowed.corp.example:\n          mfa_allow_insecure_transport: true\n"
+    )
+    loaded = load_inventory(inventory)
+    assert [w for w in loaded.warnings if "will be refused" in w] == [
+        "refused.corp.example: will be refused when scanned: basic over plain http would send "
+        "credentials unencrypted; use https, or ntlm/kerberos (message encryption), or set "
+        "mfa_allow_insecure_transport: true for this host"
+    ]
+    refused, allowed = loaded.hosts
+    with pytest.raises(ConnectorError) as caught:
+        build_protocol(refused, Timeouts())
+    assert caught.value.kind is ErrorKind.INSECURE_TRANSPORT_REFUSED
+    assert allowed.connection.insecure_refusal() is None

@@ -43,14 +43,9 @@ def _url_host(address: str) -> str:
 def _check_policy(host: Host) -> None:
     """Refuse combinations that would expose the password, unless the host opts in."""
     c = host.connection
-    insecure = c.winrm_scheme == "http" and c.winrm_transport in {"basic", "certificate"}
-    if insecure and not c.allow_insecure_transport:
-        raise ConnectorError(
-            ErrorKind.INSECURE_TRANSPORT_REFUSED,
-            f"{c.winrm_transport} over plain http would send credentials unencrypted; "
-            "use https, or ntlm/kerberos (message encryption), or set "
-            "mfa_allow_insecure_transport: true for this host",
-        )
+    refusal = c.insecure_refusal()
+    if refusal is not None:
+        raise ConnectorError(ErrorKind.INSECURE_TRANSPORT_REFUSED, refusal)
     if not transport_available(c.winrm_transport):
         raise ConnectorError(
             ErrorKind.MISSING_EXTRA,

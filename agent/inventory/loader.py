@@ -252,6 +252,10 @@ def _assemble(
         _build_host(state, node, hierarchy.host_groups[name], resolver.effective(name))
         for name, node in tree.hosts.items()
     )
+    for host in hosts:
+        refusal = host.connection.insecure_refusal() if host.roles else None
+        if refusal is not None:
+            state.warnings.append(f"{host.name}: will be refused when scanned: {refusal}")
     wide = resolver.inventory_wide()
     directory = _setting(state, wide, "mfa_directory")
     if isinstance(directory, DirectorySettings):

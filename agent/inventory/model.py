@@ -65,6 +65,21 @@ class Connection:
             return f"ssh/{self.ssh_shell_type} on port {self.port}"
         return f"winrm/{self.winrm_transport} over {self.winrm_scheme}:{self.port}"
 
+    def insecure_refusal(self) -> str | None:
+        """Why a scan will refuse this connection as insecure (credentials in clear), or None."""
+        insecure = (
+            self.kind == "winrm"
+            and self.winrm_scheme == "http"
+            and self.winrm_transport in ("basic", "certificate")
+        )
+        if not insecure or self.allow_insecure_transport:
+            return None
+        return (
+            f"{self.winrm_transport} over plain http would send credentials unencrypted; "
+            "use https, or ntlm/kerberos (message encryption), or set "
+            "mfa_allow_insecure_transport: true for this host"
+        )
+
     def trust_notes(self) -> tuple[str, ...]:
         """Every insecure setting that was explicitly turned on, with the variable that did it."""
         notes: list[str] = []
