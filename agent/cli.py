@@ -564,17 +564,14 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
             old_scan, history.results(new_scan.id), history.host_names(new_scan.id)
         )
     if fmt == "json":
+        from agent.report.json_report import delta_document
+
         document = {
             "old": _scan_document(old_scan),
             "new": _scan_document(new_scan),
-            **{
-                name: [dataclasses.asdict(i) for i in getattr(delta, name)]
-                for name in ("new_failures", "fixed", "still_failing", "new_errors")
-            },
-            "hosts_added": list(delta.hosts_added),
-            "hosts_removed": list(delta.hosts_removed),
+            **(delta_document(delta) or {}),
         }
-        click.echo(json.dumps(document, indent=2, default=str))
+        click.echo(json.dumps(document, indent=2))
         return
     console = Console(highlight=False, soft_wrap=True)
     console.print(

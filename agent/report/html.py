@@ -52,7 +52,6 @@ from agent.report.model import (
     EXIT_CODE_MEANINGS,
     EXPIRY_WARNING_DAYS,
     Compliance,
-    DeltaItem,
     ScanReport,
     WaiverState,
 )
@@ -372,13 +371,7 @@ def _delta(report: ScanReport) -> list[str]:
     def status_cell(status: Status | None) -> str:
         return '<td class="muted">none</td>' if status is None else f"<td>{_status(status)}</td>"
 
-    kinds: list[tuple[str, Sequence[DeltaItem]]] = [
-        ("New failure", delta.new_failures),
-        ("New error", delta.new_errors),
-        ("Fixed", delta.fixed),
-        ("Still failing", delta.still_failing),
-    ]
-    for label, items in kinds:
+    for label, items in delta.changes():
         for item in items:
             rows.append(
                 f'<tr><th scope="row">{label}</th><td><code>{_e(item.check_id)}</code></td>'

@@ -96,7 +96,8 @@ def _delta_items(items: tuple[DeltaItem, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def _delta(delta: Delta | None) -> dict[str, Any] | None:
+def delta_document(delta: Delta | None) -> dict[str, Any] | None:
+    """A delta as the JSON report (and ``mfa-agent diff --format json``) write it."""
     if delta is None:
         return None
     return {
@@ -165,7 +166,7 @@ def report_document(report: ScanReport) -> dict[str, Any]:
         "scope": report.scope,
         "interrupted": report.interrupted,
         "waivers": [_waiver_state(w) for w in report.waivers],
-        "delta": _delta(report.delta),
+        "delta": delta_document(report.delta),
     }
     result: dict[str, Any] = jsonable(document)
     return result

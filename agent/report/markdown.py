@@ -29,7 +29,7 @@ from agent.report._text import (
     waiver_expiry,
     worst_first,
 )
-from agent.report.model import EXPIRY_WARNING_DAYS, Compliance, DeltaItem, ScanReport
+from agent.report.model import EXPIRY_WARNING_DAYS, Compliance, ScanReport
 
 #: Most rows of any one table; the rest are counted, not listed.
 MAX_ROWS: Final = 200
@@ -176,13 +176,7 @@ def _delta(report: ScanReport) -> list[str]:
         return []
     out = ["### Since the last scan", "", md(delta_summary(delta)), ""]
     rows: list[list[str]] = []
-    kinds: list[tuple[str, Sequence[DeltaItem]]] = [
-        ("New failure", delta.new_failures),
-        ("New error", delta.new_errors),
-        ("Fixed", delta.fixed),
-        ("Still failing", delta.still_failing),
-    ]
-    for label, items in kinds:
+    for label, items in delta.changes():
         for item in items:
             before = item.before.value if item.before else "none"
             after = item.after.value if item.after else "none"

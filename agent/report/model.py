@@ -101,6 +101,15 @@ class Delta:
     hosts_added: tuple[str, ...] = ()
     hosts_removed: tuple[str, ...] = ()
 
+    def changes(self) -> tuple[tuple[str, tuple[DeltaItem, ...]], ...]:
+        """The result changes as (label, items), most pressing first."""
+        return (
+            ("New failure", self.new_failures),
+            ("New error", self.new_errors),
+            ("Fixed", self.fixed),
+            ("Still failing", self.still_failing),
+        )
+
 
 @dataclass(frozen=True)
 class Compliance:
