@@ -487,8 +487,14 @@ class SshLab:
                    key_kinds: Sequence[str] = ("ed25519",)) -> SshServer:
         """An sshd whose sessions answer from `profile` (no powershell on PATH if not wanted)."""
         path = f"{self.bin}:{PLAIN_PATH}" if powershell else PLAIN_PATH
+        # A copy in the session's world-readable directory: the checkout may sit where the test
+        # user cannot read (a clone under a 0700 directory, as mktemp makes them).
+        readable = self.root / "profiles" / f"{name}.yaml"
+        readable.parent.mkdir(mode=0o755, exist_ok=True)
+        shutil.copyfile(profile, readable)
+        readable.chmod(0o644)
         lines = [f"AllowUsers {self.user.name}", "AllowTcpForwarding no",
-                 f'SetEnv "PATH={path}" "{PROFILE_ENV}={profile}"']
+                 f'SetEnv "PATH={path}" "{PROFILE_ENV}={readable}"']
         return self._launch(name, self.user, key_kinds, lines, profile)
 
     def start_bastion(self, name: str, targets: Sequence[SshServer]) -> SshServer:
