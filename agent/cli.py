@@ -14,11 +14,11 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -71,6 +71,16 @@ _state = _State()
 
 def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+#: Console width when stdout is not a terminal: tables print whole values, never cut or wrapped.
+_PIPED_WIDTH = 100_000
+
+
+def _table_console() -> Console:
+    """A console for tables on stdout: the terminal's width, or unbounded when piped."""
+    piped = not sys.stdout.isatty()
+    return Console(highlight=False, width=_PIPED_WIDTH if piped else None, soft_wrap=piped)
 
 
 def _print_problems(title: str, problems: Sequence[Problem]) -> None:
@@ -129,11 +139,104 @@ def _load_inventory(path: str) -> Inventory:
     return load_inventory(path)
 
 
+# -- inventory options (-i, vault, --roles): shared by scan and inventory --------------------
+
+
+@dataclasses.dataclass
+class _InventoryArgs:
+    paths: list[str] = dataclasses.field(default_factory=list)
+    vault_password_files: list[str] = dataclasses.field(default_factory=list)
+    vault_ids: list[str] = dataclasses.field(default_factory=list)
+    ask_vault_pass: bool = False
+    roles: str | None = None
+
+
+def _inventory_args() -> _InventoryArgs:
+    ctx = click.get_current_context()
+    args: _InventoryArgs = ctx.meta.setdefault("mfa_agent.inventory", _InventoryArgs())
+    return args
+
+
+def _store(field_name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        args = ctx.meta.setdefault("mfa_agent.inventory", _InventoryArgs())
+        setattr(args, field_name, list(value) if isinstance(value, tuple) else value)
+
+    return callback
+
+
+def _inventory_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-i (repeatable; files or directories), vault passwords and --roles, for a command."""
+    options = [
+        click.option(
+            "-i",
+            "--inventory",
+            multiple=True,
+            required=required,
+            metavar="PATH",
+            expose_value=False,
+            callback=_store("paths"),
+            help="Inventory: Ansible YAML, INI or JSON, or a directory of them (repeatable; "
+            "merged as Ansible merges them).",
+        ),
+        click.option(
+            "--vault-password-file",
+            multiple=True,
+            metavar="FILE",
+            expose_value=False,
+            callback=_store("vault_password_files"),
+            help="Ansible Vault password file (an executable file is run); also "
+            "$ANSIBLE_VAULT_PASSWORD_FILE.",
+        ),
+        click.option(
+            "--vault-id",
+            multiple=True,
+            metavar="[LABEL@]FILE",
+            expose_value=False,
+            callback=_store("vault_ids"),
+            help="Ansible Vault id: a labelled password file, or LABEL@prompt (repeatable).",
+        ),
+        click.option(
+            "--ask-vault-pass",
+            is_flag=True,
+            expose_value=False,
+            callback=_store("ask_vault_pass"),
+            help="Ask for the Ansible Vault password on the terminal.",
+        ),
+        click.option(
+            "--roles",
+            metavar="FILE",
+            expose_value=False,
+            callback=_store("roles"),
+            help="YAML file with mfa_role_groups: which of your groups hold which role.",
+        ),
+    ]
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _prompt_vault_password(text: str) -> str:
+    return click.prompt(text, hide_input=True, err=True, default="", show_default=False)
+
+
+def _load_given_inventory(args: _InventoryArgs) -> Inventory:
+    """The inventory the -i, vault and --roles options name."""
+    from agent.inventory import load_inventory
+    from agent.inventory.vault import collect_passwords
+
+    prompt = _prompt_vault_password if sys.stdin.isatty() else None
+    keys = collect_passwords(args.vault_password_files, args.vault_ids, args.ask_vault_pass, prompt)
+    return load_inventory(list(args.paths), vault=keys, roles_file=args.roles)
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @_DEBUG_OPTION
-@click.option(
-    "-i", "--inventory", "inventory_path", metavar="FILE", help="Inventory (Ansible YAML)."
-)
+@_inventory_options(required=False)
 @click.option(
     "--replay",
     metavar="FACTS",
@@ -211,7 +314,6 @@ def _load_inventory(path: str) -> Inventory:
     "--color/--no-color", default=None, help="Force or disable colour (default: on a TTY)."
 )
 def scan(
-    inventory_path: str | None,
     replay: str | None,
     save_facts: str | None,
     include: tuple[str, ...],
@@ -242,14 +344,15 @@ def scan(
     from agent.scan import replay as replay_scan
     from agent.waivers import load_waivers
 
-    if replay is None and inventory_path is None:
+    inventory_args = _inventory_args()
+    if replay is None and not inventory_args.paths:
         raise InputError(
             Problem("<arguments>", "give an inventory (-i FILE) or a facts file (--replay FILE)")
         )
     output = _Output(save_facts, formats, output_dir, color, quiet)
     _check_output_args(formats, output_dir, save_facts)
     # Everything the user gave is validated before a single host is contacted.
-    inventory = _load_inventory(inventory_path) if inventory_path else None
+    inventory = _load_given_inventory(inventory_args) if inventory_args.paths else None
     known = [c.meta.id for c in load_catalogue()]
     waivers = load_waivers(waivers_path, known) if waivers_path else ()
     facts = factsfile.load(replay) if replay is not None else None
@@ -510,7 +613,7 @@ def history_cmd(db: str | None, inventory_path: str | None, limit: int, fmt: str
     if fmt == "json":
         click.echo(json.dumps([_scan_document(s) for s in scans], indent=2))
         return
-    console = Console(highlight=False)
+    console = _table_console()
     if not scans:
         console.print(f"no scans recorded in {history.path}", markup=False)
         return
@@ -653,23 +756,23 @@ def _pick_scans(
     "  3  it is not, or a referenced environment variable is unset",
 )
 @_DEBUG_OPTION
-@click.option("-i", "--inventory", "inventory_path", required=True, metavar="FILE")
+@_inventory_options(required=True)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-def inventory_cmd(inventory_path: str, fmt: str) -> None:
+def inventory_cmd(fmt: str) -> None:
     """Validate an inventory and show the resolved hosts, roles and connections (secrets masked).
 
     Exits 3 when the inventory is invalid or a referenced environment variable is unset.
     """
     from agent.inventory_view import inventory_document, render_inventory
 
-    inventory = _load_inventory(inventory_path)
+    inventory = _load_given_inventory(_inventory_args())
     missing = inventory.missing_secrets()
     if fmt == "json":
         click.echo(json.dumps(inventory_document(inventory), indent=2))
     else:
-        render_inventory(inventory, Console(highlight=False))
+        render_inventory(inventory, _table_console())
     if missing:
         _print_problems("referenced secrets are not set", missing)
         raise SystemExit(int(ExitCode.INVALID_INPUT))
@@ -688,7 +791,7 @@ def checks_cmd(fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(catalogue_document(catalogue), indent=2))
     else:
-        render_catalogue(catalogue, Console(highlight=False))
+        render_catalogue(catalogue, _table_console())
 
 
 def _fail(code: int) -> NoReturn:

@@ -279,10 +279,16 @@ class Fleet:
     directory: DirectoryView = field(default_factory=DirectoryView)
     #: What the inventory declares in mfa_deployment (keys absent when not declared).
     deployment: Mapping[str, Any] = field(default_factory=dict)
+    #: Role → inventory hosts that have it but lie outside this scan's --limit (not read).
+    outside_scope: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def with_role(self, role: str) -> tuple[HostFacts, ...]:
         """Hosts that have `role`, in inventory order."""
         return tuple(h for h in self.hosts if role in h.roles)
+
+    def outside(self, role: str) -> tuple[str, ...]:
+        """Inventory hosts with `role` that the scan's --limit left out."""
+        return tuple(self.outside_scope.get(role, ()))
 
     def deployment_facts(self) -> FactDict:
         """The declared deployment as a `FactDict` (validated lazily like any fact)."""

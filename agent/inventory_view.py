@@ -59,6 +59,8 @@ def inventory_document(inventory: Inventory) -> dict[str, Any]:
         "directory": _plain(inventory.directory),
         "deployment": _plain(inventory.deployment),
         "phonefactor_admins_allowed": _plain(inventory.phonefactor_admins_allowed),
+        "role_groups": {role: list(groups) for role, groups in inventory.role_groups.items()},
+        "hosts_without_role": [h.name for h in inventory.hosts if not h.roles],
         "warnings": list(inventory.warnings),
         "missing_secrets": [str(p) for p in inventory.missing_secrets()],
     }
@@ -66,7 +68,8 @@ def inventory_document(inventory: Inventory) -> dict[str, Any]:
 
 def render_inventory(inventory: Inventory, console: Console) -> None:
     """Hosts with roles and connection settings, then directory, deployment and warnings."""
-    table = Table(title=Text(f"{inventory.path} — {len(inventory.hosts)} hosts"))
+    sources = ", ".join(str(p) for p in inventory.sources) or str(inventory.path)
+    table = Table(title=Text(f"{sources} — {len(inventory.hosts)} hosts"))
     for column in ("host", "address", "roles", "connection", "user", "password", "notes"):
         table.add_column(column)
     for h in inventory.hosts:
@@ -98,3 +101,14 @@ def render_inventory(inventory: Inventory, console: Console) -> None:
         console.print(f"PhoneFactor Admins allow-list: {allowed}", markup=False)
     for warning in inventory.warnings:
         console.print(Text.assemble(("warning: ", "yellow"), warning))
+    without = [h.name for h in inventory.hosts if not h.roles]
+    if without:
+        more = f", … ({len(without)} in all)" if len(without) > 20 else ""
+        shown = ", ".join(without[:20]) + more
+        console.print(
+            Text.assemble(
+                ("warning: ", "yellow"),
+                f"{len(without)} of {len(inventory.hosts)} hosts have no MFA role and will not "
+                f"be checked ({shown}). {inventory.roles_help()}",
+            )
+        )

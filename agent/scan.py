@@ -57,6 +57,25 @@ class ScanOptions:
         return " ".join(parts)
 
 
+def select_hosts(inventory: Inventory, options: ScanOptions) -> tuple[Host, ...]:
+    """The hosts a scan reads: ``--limit`` (hosts, groups, roles) over the inventory.
+
+    No false green: when none of them has a role, nothing would be checked, so that is an input
+    error that says how roles are assigned and which groups the inventory has.
+    """
+    selected = inventory.select(options.limit) if options.limit else inventory.hosts
+    if not any(h.roles for h in selected):
+        scope = f" selected by --limit {','.join(options.limit)}" if options.limit else ""
+        raise InputError(
+            Problem(
+                str(inventory.path),
+                f"no host{scope} has an MFA role, so the scan would check nothing: "
+                + inventory.roles_help(),
+            )
+        )
+    return selected
+
+
 def host_facts_from_inventory(host: Host, recorded: HostFacts | None, source: str) -> HostFacts:
     """An inventory host with the facts recorded for it (or an ERROR if none were)."""
     if recorded is None:
@@ -112,7 +131,7 @@ def replay(facts: FactsFile, inventory: Inventory | None, options: ScanOptions) 
     checks = select_checks(load_catalogue(), options.include, options.skip)
     source = facts.source or "the facts file"
     if inventory is not None:
-        selected = inventory.select(options.limit) if options.limit else inventory.hosts
+        selected = select_hosts(inventory, options)
         if selected and facts.hosts and all(facts.host(h.name) is None for h in selected):
             recorded = ", ".join(h.name for h in facts.hosts[:5])
             more = f", … ({len(facts.hosts)} in all)" if len(facts.hosts) > 5 else ""
@@ -128,6 +147,7 @@ def replay(facts: FactsFile, inventory: Inventory | None, options: ScanOptions) 
             hosts=hosts,
             directory=directory_view(inventory, facts.directory.entry),
             deployment=inventory.deployment,
+            outside_scope=inventory.outside_scope(selected),
         )
         summaries = tuple(_summary(h, hf) for h, hf in zip(selected, hosts, strict=True))
         warnings = tuple(inventory.warnings)
@@ -195,7 +215,7 @@ def live(
     """Connect to the inventory's hosts, gather their facts and evaluate the checks."""
     started = datetime.now(UTC)
     checks = select_checks(load_catalogue(), options.include, options.skip)
-    selected = inventory.select(options.limit) if options.limit else inventory.hosts
+    selected = select_hosts(inventory, options)
     problems = inventory.missing_secrets(selected)
     if problems:
         raise InputError(problems)
@@ -214,6 +234,7 @@ def live(
         hosts=gathered.hosts,
         directory=directory_view(inventory, entry),
         deployment=inventory.deployment,
+        outside_scope=inventory.outside_scope(selected),
     )
     by_name = {h.name: h for h in gathered.hosts}
     summaries = tuple(

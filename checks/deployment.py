@@ -26,7 +26,17 @@ from functools import partial
 from typing import Final
 
 from agent.facts import FactDict, Fleet, HostFacts, IPNetwork, guarded
-from agent.model import Finding, Guidance, Outcome, Severity, errored, failed, manual, passed
+from agent.model import (
+    Finding,
+    Guidance,
+    Outcome,
+    Severity,
+    errored,
+    failed,
+    manual,
+    passed,
+    skipped,
+)
 from agent.registry import fleet_check
 from agent.roles import AAD_CONNECT, DEPLOYMENT_TARGET
 from checks import _guidance as g
@@ -154,7 +164,8 @@ def directory_sync_component(fleet: Fleet) -> Iterable[Finding]:
     """Judge the declared ``directory_sync`` against the ``aad_connect`` hosts.
 
     Undeclared: MANUAL on (deployment). Syncing: each aad_connect host PASSes when its ADSync
-    service is Running and FAILs otherwise; no aad_connect host at all FAILs on (deployment).
+    service is Running and FAILs otherwise; no aad_connect host at all FAILs on (deployment),
+    but when the inventory has one that ``--limit`` left out, (deployment) is a SKIP saying so.
     Not syncing: a PASS on (deployment) saying Azure AD Connect is not needed, and each
     aad_connect host listed anyway PASSes with a note when ADSync is not running, but FAILs when
     it is: the guidance does not forbid a sync server, yet one that is syncing contradicts the
@@ -177,7 +188,19 @@ def directory_sync_component(fleet: Fleet) -> Iterable[Finding]:
             ),
         )
         return
-    if syncing and not sync_hosts:
+    outside = fleet.outside(AAD_CONNECT)
+    if syncing and not sync_hosts and outside:
+        # The inventory has the sync server; the --limit left it out. Not absent: not judged.
+        yield Finding(
+            DEPLOYMENT_TARGET,
+            skipped(
+                f"the inventory's {plural(len(outside), 'aad_connect host')} "
+                f"({', '.join(outside[:5])}) outside this scan's --limit: not read, so not judged",
+                directory_sync=True,
+                aad_connect_outside_limit=list(outside),
+            ),
+        )
+    elif syncing and not sync_hosts:
         yield Finding(
             DEPLOYMENT_TARGET,
             failed(

@@ -1,4 +1,8 @@
-"""`load_inventory`: an Ansible YAML inventory, its group_vars/host_vars, validated.
+"""`load_inventory`: Ansible inventory sources, their group_vars/host_vars, validated.
+
+Sources (YAML, INI, Ansible's JSON inventory, directories of them; see `sources`) are merged
+into one tree. Variables the agent reads are validated where they are written; a template or
+vault value among them is resolved (`resolve`) only where it wins, in the host's context.
 
 Variable precedence follows Ansible's default ``VARIABLE_PRECEDENCE`` for inventory
 variables (hash_behaviour=replace, so a later definition replaces the whole top-level key),
@@ -11,6 +15,7 @@ Every problem found anywhere is collected and raised together as `InventoryError
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +36,8 @@ from agent.inventory.model import (
     SecretRef,
     WinrmScheme,
 )
-from agent.inventory.parse import HostNode, Tree, VarDef, Vars, parse_tree
+from agent.inventory.parse import HostNode, Tree, VarDef, Vars
+from agent.inventory.resolve import Resolver, Unresolvable, contains_vault, needs_resolving
 from agent.inventory.settings import (
     CONNECTION_VARIABLES,
     GROUP_PRIORITY,
@@ -46,9 +52,11 @@ from agent.inventory.settings import (
     suggest,
     valid_address,
 )
+from agent.inventory.sources import read_sources
 from agent.inventory.templates import ENV_LOOKUP_HINT, Secret, env_lookup_name
 from agent.inventory.varsfiles import VarsFiles, read_vars_dir
-from agent.inventory.yamlload import SourceFile, line_of, read_file
+from agent.inventory.vault import VaultKeys
+from agent.inventory.yamlload import SourceFile, YamlMap, line_of, read_file
 from agent.roles import DIRECTORY_TARGET, ROLES
 
 #: Inventory variable layers, lowest precedence first (Ansible's default order):
@@ -63,8 +71,7 @@ PRECEDENCE: Final = (
     "host_vars",
 )
 
-MAX_GROUPS: Final = 1_000
-MAX_HOSTS: Final = 10_000
+MAX_GROUPS: Final = 10_000
 
 #: Variables the agent does not read but whose string values are still masked as secrets.
 _SECRET_LOOKING: Final = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
@@ -72,44 +79,84 @@ _WINRM_PASSWORDS: Final = ("ansible_winrm_password", "ansible_password")
 _SSH_PASSWORDS: Final = ("ansible_ssh_pass", "ansible_password")
 
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+#: Paths inside variables that hold secrets (a top-level password, the directory's).
+_SECRET_KEYS: Final = frozenset((*PASSWORD_VARIABLES, *OTHER_SECRETS))
+
+
+def _secret_path(key: str) -> Callable[[tuple[str | int, ...]], bool]:
+    def is_secret(path: tuple[str | int, ...]) -> bool:
+        if key in _SECRET_KEYS:
+            return not path
+        return key == "mfa_directory" and path == ("bind_password",)
+
+    return is_secret
+
+
 @dataclass
 class _State:
     """Everything gathered while loading; turned into an `Inventory` at the end."""
 
     path: Path
+    keys: VaultKeys = field(default_factory=VaultKeys)
+    paths: tuple[Path, ...] = ()
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sources: list[SourceFile] = field(default_factory=list)
     #: Validated value of every definition of a variable the agent reads.
     checked: dict[VarDef, Any] = field(default_factory=dict)
+    #: Definitions of variables the agent reads whose value must be resolved where it wins.
+    deferred: set[VarDef] = field(default_factory=set)
     secret_refs: list[SecretRef] = field(default_factory=list)
 
 
-def load_inventory(path: str | Path) -> Inventory:
-    """Load and validate an inventory; `InventoryError` lists every problem found."""
-    state = _State(Path(path))
-    if state.path.is_dir():
-        raise InventoryError([Problem(str(state.path), "is a directory, not an inventory file")])
-    source = read_file(state.path)
-    state.sources.append(source)
-    state.problems.extend(source.parsed.problems)
-    if source.data is None or (source.parsed.value is None and state.problems):
-        _raise(state)
-    tree = parse_tree(source.parsed.value, str(state.path))
+def load_inventory(
+    path: str | Path | list[str | Path] | tuple[str | Path, ...],
+    *,
+    vault: VaultKeys | None = None,
+    roles_file: str | Path | None = None,
+) -> Inventory:
+    """Load and validate inventory sources; `InventoryError` lists every problem found.
+
+    `path` is one source or several (``-i`` repeated), each a file or a directory. Vault
+    values and files are decrypted with `vault`. `roles_file` is a YAML file with
+    ``mfa_role_groups`` (which of the inventory's groups hold which role).
+    """
+    paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
+    state = _State(paths[0], vault if vault is not None else VaultKeys(), tuple(paths))
+    tree = Tree()
+    sources = read_sources(paths, tree)
+    state.sources.extend(sources.files)
+    state.problems.extend(sources.problems)
     state.problems.extend(tree.problems)
-    if len(tree.groups) > MAX_GROUPS or len(tree.hosts) > MAX_HOSTS:
-        message = f"more than {MAX_GROUPS} groups or {MAX_HOSTS} hosts"
-        state.problems.append(Problem(str(state.path), message))
+    if state.problems and (tree.over_budget or not tree.hosts):
+        _raise(state)
+    _check_group_names(state, tree)
+    if len(tree.groups) > MAX_GROUPS:
+        state.problems.append(Problem(str(state.path), f"more than {MAX_GROUPS} groups"))
         _raise(state)
     hierarchy, cycles = build_hierarchy(tree)
     state.problems.extend(cycles)
-    group_files, host_files = _read_vars_files(state, tree)
-    for definition in _all_definitions(tree, group_files, host_files):
+    vars_files = _read_vars_files(state, tree, sources.bases)
+    role_file_defs = _read_roles_file(state, roles_file)
+    for definition in _all_definitions(tree, *vars_files, extra=role_file_defs):
         _check_definition(state, definition)
-    inventory = _assemble(state, tree, hierarchy, group_files, host_files)
+    inventory = _assemble(state, tree, hierarchy, vars_files, role_file_defs)
     if state.problems:
         _raise(state)
     return inventory
+
+
+def _check_group_names(state: _State, tree: Tree) -> None:
+    for name, group in tree.groups.items():
+        if _CONTROL.search(name):
+            state.problems.append(
+                Problem(
+                    group.location.file,
+                    f"group name {name[:60]!r} contains a control character",
+                    group.location.line,
+                )
+            )
 
 
 def _raise(state: _State) -> NoReturn:
@@ -117,26 +164,57 @@ def _raise(state: _State) -> NoReturn:
     raise InventoryError(problems)
 
 
-def _read_vars_files(state: _State, tree: Tree) -> tuple[VarsFiles, VarsFiles]:
-    base = state.path.parent
+def _read_vars_files(state: _State, tree: Tree, bases: list[Path]) -> list[VarsFiles]:
+    """group_vars then host_vars of every base, in order: [g1, h1, g2, h2, ...]."""
     groups: dict[str, tuple[str, str | None]] = {n: (f"group {n}", n) for n in tree.groups}
     hosts: dict[str, tuple[str, str | None]] = {name: (name, None) for name in tree.hosts}
-    group_files = read_vars_dir(base / "group_vars", "group_vars", groups)
-    host_files = read_vars_dir(base / "host_vars", "host_vars", hosts)
-    for files in (group_files, host_files):
-        state.problems.extend(files.problems)
-        state.warnings.extend(files.warnings)
-        state.sources.extend(files.sources)
-    return group_files, host_files
+    result: list[VarsFiles] = []
+    for base in bases:
+        group_files = read_vars_dir(base / "group_vars", "group_vars", groups, state.keys)
+        host_files = read_vars_dir(base / "host_vars", "host_vars", hosts, state.keys)
+        for files in (group_files, host_files):
+            state.problems.extend(files.problems)
+            state.warnings.extend(files.warnings)
+            state.sources.extend(files.sources)
+        result.extend((group_files, host_files))
+    return result
 
 
-def _all_definitions(tree: Tree, *files: VarsFiles) -> Iterable[VarDef]:
+def _read_roles_file(state: _State, roles_file: str | Path | None) -> list[VarDef]:
+    """The ``mfa_role_groups`` of a ``--roles`` file, as a definition of the ``all`` group."""
+    if roles_file is None:
+        return []
+    path = Path(roles_file)
+    source = read_file(path)
+    state.sources.append(source)
+    state.problems.extend(source.parsed.problems)
+    data = source.parsed.value
+    if source.parsed.problems or source.text is None:
+        return []
+    if not isinstance(data, YamlMap) or set(data) != {"mfa_role_groups"}:
+        state.problems.append(
+            Problem(
+                str(path),
+                "a roles file holds only 'mfa_role_groups:', a mapping of roles to your groups "
+                "(e.g. adfs: [adfs_servers])",
+                1,
+            )
+        )
+        return []
+    where = Location(str(path), data.line_of("mfa_role_groups"))
+    return [VarDef("mfa_role_groups", data["mfa_role_groups"], where, "group all", "all", False)]
+
+
+def _all_definitions(
+    tree: Tree, *files: VarsFiles, extra: Iterable[VarDef] = ()
+) -> Iterable[VarDef]:
     for group in tree.groups.values():
         yield from group.vars.values()
     for host in tree.hosts.values():
         yield from host.vars.values()
     for vars_files in files:
         yield from vars_files.definitions
+    yield from extra
 
 
 # -- per-definition validation ---------------------------------------------------------------
@@ -170,11 +248,31 @@ def _check_definition(state: _State, definition: VarDef) -> None:
     validate = _validator(definition, ctx)
     if validate is None:
         return
+    if needs_resolving(definition.value, _secret_path(definition.key)):
+        state.deferred.add(definition)  # resolved only where it wins, in the host's context
+        return
     try:
-        value = validate(ctx, definition.value)
+        value = _from_vault_file(definition, validate(ctx, definition.value))
     except Rejected:
         return
     state.checked[definition] = value
+    _warn_if_inline(state, definition, value)
+
+
+def _from_vault_file(definition: VarDef, value: Any) -> Any:
+    """Inline secrets read from a vault-encrypted file are vault secrets."""
+    if definition.vault is None:
+        return value
+    if isinstance(value, Secret) and value.source == "inline":
+        return Secret.from_vault(definition.vault, value.reveal())
+    if isinstance(value, DirectorySettings) and _is_inline(value.bind_password):
+        assert value.bind_password is not None
+        password = Secret.from_vault(definition.vault, value.bind_password.reveal())
+        return dataclasses.replace(value, bind_password=password)
+    return value
+
+
+def _warn_if_inline(state: _State, definition: VarDef, value: Any) -> None:
     if definition.key in (*PASSWORD_VARIABLES, *OTHER_SECRETS) and value.source == "inline":
         _warn_inline(state, definition.owner, definition.key)
     if isinstance(value, DirectorySettings) and _is_inline(value.bind_password):
@@ -198,26 +296,29 @@ def _warn_inline(state: _State, owner: str, key: str) -> None:
 class _Resolver:
     tree: Tree
     hierarchy: Hierarchy
-    group_files: VarsFiles
-    host_files: VarsFiles
+    #: group_vars and host_vars of every base, in order: [group_vars, host_vars, ...].
+    vars_files: list[VarsFiles]
     priority: Callable[[str], int]
+    role_file_defs: list[VarDef]
 
     def sorted_groups(self, host: str) -> list[str]:
         groups = self.hierarchy.host_groups[host] - {"all"}
         return sorted(groups, key=lambda g: (self.hierarchy.depth[g], self.priority(g), g))
 
     def layers(self, kind: str, host: str) -> list[Vars]:
+        group_files, host_files = self.vars_files[0::2], self.vars_files[1::2]
         if kind == "all_inventory":
             return [self.tree.groups["all"].vars]
         if kind == "groups_inventory":
             return [self.tree.groups[g].vars for g in self.sorted_groups(host)]
         if kind == "all_group_vars":
-            return [self.group_files.layer("all")]
+            return [files.layer("all") for files in group_files]
         if kind == "groups_group_vars":
-            return [self.group_files.layer(g) for g in self.sorted_groups(host)]
+            groups = self.sorted_groups(host)
+            return [files.layer(g) for files in group_files for g in groups]
         if kind == "host_inventory":
             return [self.tree.hosts[host].vars]
-        return [self.host_files.layer(host)]
+        return [files.layer(host) for files in host_files]
 
     def effective(self, host: str) -> Vars:
         """The definition that wins for each of the host's variables."""
@@ -228,8 +329,13 @@ class _Resolver:
         return merged
 
     def inventory_wide(self) -> Vars:
-        """The ``all`` group's variables: inventory file, then group_vars/all."""
-        return {**self.tree.groups["all"].vars, **self.group_files.layer("all")}
+        """The ``all`` group's variables: inventory, group_vars/all, then a --roles file."""
+        merged: Vars = dict(self.tree.groups["all"].vars)
+        for files in self.vars_files[0::2]:
+            merged.update(files.layer("all"))
+        for definition in self.role_file_defs:
+            merged[definition.key] = definition
+        return merged
 
 
 def _priority_lookup(state: _State, tree: Tree) -> Callable[[str], int]:
@@ -241,43 +347,128 @@ def _priority_lookup(state: _State, tree: Tree) -> Callable[[str], int]:
     return priority
 
 
+_INVALID: Final = object()
+
+
+class _Values:
+    """The validated values of one host's (or the ``all`` group's) winning definitions."""
+
+    def __init__(self, state: _State, effective: Vars, host: str | None) -> None:
+        self.state = state
+        self.effective = effective
+        self.resolved: dict[str, Any] = {}
+        self.resolver = Resolver(state.keys, effective.get, state.problems, host)
+
+    def get(self, key: str) -> Any:
+        """The validated value of `key`; None if absent or invalid."""
+        value = self._value(key)
+        return None if value is _INVALID else value
+
+    def _value(self, key: str) -> Any:
+        definition = self.effective.get(key)
+        if definition is None:
+            return _INVALID
+        if definition not in self.state.deferred:
+            return self.state.checked.get(definition, _INVALID)
+        if key not in self.resolved:
+            self.resolved[key] = self._resolve(definition)
+        return self.resolved[key]
+
+    def _resolve(self, definition: VarDef) -> Any:
+        ctx = Ctx(
+            definition.location.file, definition.location.line, definition.key, self.state.problems
+        )
+        validate = _validator(definition, ctx)
+        if validate is None:
+            return _INVALID
+        try:
+            raw = self.resolver.resolve(definition, _secret_path(definition.key))
+            value = _from_vault_file(definition, validate(ctx, raw))
+        except (Unresolvable, Rejected):
+            return _INVALID
+        _warn_if_inline(self.state, definition, value)
+        return value
+
+    def values(self) -> dict[str, Any]:
+        """Every valid value of a variable the agent reads, by key."""
+        result = {}
+        for key in self.effective:
+            value = self._value(key)
+            if value is not _INVALID:
+                result[key] = value
+        return result
+
+
 # -- assembly ------------------------------------------------------------------------------
 
 
 def _assemble(
-    state: _State, tree: Tree, hierarchy: Hierarchy, group_files: VarsFiles, host_files: VarsFiles
+    state: _State,
+    tree: Tree,
+    hierarchy: Hierarchy,
+    vars_files: list[VarsFiles],
+    role_file_defs: list[VarDef],
 ) -> Inventory:
-    resolver = _Resolver(tree, hierarchy, group_files, host_files, _priority_lookup(state, tree))
+    resolver = _Resolver(
+        tree, hierarchy, vars_files, _priority_lookup(state, tree), role_file_defs
+    )
+    wide = resolver.inventory_wide()
+    wide_values = _Values(state, wide, None)
+    role_groups = _role_groups(state, tree, wide_values, wide)
     hosts = tuple(
-        _build_host(state, node, hierarchy.host_groups[name], resolver.effective(name))
+        _build_host(state, node, hierarchy.host_groups[name], resolver.effective(name), role_groups)
         for name, node in tree.hosts.items()
     )
     for host in hosts:
         refusal = host.connection.insecure_refusal() if host.roles else None
         if refusal is not None:
             state.warnings.append(f"{host.name}: will be refused when scanned: {refusal}")
-    wide = resolver.inventory_wide()
-    directory = _setting(state, wide, "mfa_directory")
+    directory = wide_values.get("mfa_directory")
     if isinstance(directory, DirectorySettings):
         _record_directory_secret(state, directory, wide["mfa_directory"])
-    admins = _setting(state, wide, "mfa_phonefactor_admins_allowed")
+    admins = wide_values.get("mfa_phonefactor_admins_allowed")
     return Inventory(
         path=state.path,
         digest=_digest(state),
         hosts=hosts,
         groups=MappingProxyType(dict(hierarchy.members)),
         directory=directory if isinstance(directory, DirectorySettings) else None,
-        deployment=_setting(state, wide, "mfa_deployment") or {},
+        deployment=wide_values.get("mfa_deployment") or {},
         phonefactor_admins_allowed=tuple(admins) if admins is not None else None,
         warnings=tuple(dict.fromkeys(state.warnings)),
         secret_refs=tuple(state.secret_refs),
+        sources=state.paths,
+        role_groups=MappingProxyType(role_groups),
     )
 
 
-def _setting(state: _State, effective: Vars, key: str) -> Any:
-    """The validated value of the winning definition of `key`, None if absent or invalid."""
-    definition = effective.get(key)
-    return None if definition is None else state.checked.get(definition)
+def _role_groups(
+    state: _State, tree: Tree, values: _Values, wide: Vars
+) -> dict[str, tuple[str, ...]]:
+    """Role → the groups whose hosts have it: the role's own group, then mfa_role_groups."""
+    mapped: dict[str, tuple[str, ...]] = values.get("mfa_role_groups") or {}
+    definition = wide.get("mfa_role_groups")
+    result: dict[str, tuple[str, ...]] = {}
+    for role in ROLES:
+        groups = [role] if role in tree.groups else []
+        for group in mapped.get(role, ()):
+            if group not in tree.groups:
+                where = definition.location if definition is not None else Location("<roles>")
+                known = ", ".join(sorted(g for g in tree.groups if g not in ("all", "ungrouped")))
+                state.problems.append(
+                    Problem(
+                        where.file,
+                        f"mfa_role_groups: {role}: the inventory has no group '{group}'"
+                        f"{suggest(group, tree.groups)}; its groups: {known or '(none)'}",
+                        where.line,
+                        f"mfa_role_groups.{role}",
+                    )
+                )
+            elif group not in groups:
+                groups.append(group)
+        if groups:
+            result[role] = tuple(groups)
+    return result
 
 
 def _record_directory_secret(
@@ -292,13 +483,18 @@ def _record_directory_secret(
     )
 
 
-def _build_host(state: _State, node: HostNode, groups: frozenset[str], effective: Vars) -> Host:
-    roles = frozenset(role for role in ROLES if role in groups)
-    values = {
-        key: state.checked[definition]
-        for key, definition in effective.items()
-        if definition in state.checked
-    }
+def _build_host(
+    state: _State,
+    node: HostNode,
+    groups: frozenset[str],
+    effective: Vars,
+    role_groups: Mapping[str, tuple[str, ...]],
+) -> Host:
+    host_values = _Values(state, effective, node.name)
+    values = host_values.values()
+    roles = frozenset(
+        role for role, names in role_groups.items() if any(g in groups for g in names)
+    ) | frozenset(values.get("mfa_roles") or ())
     connection = _connection(values)
     password_key = _password_key(connection.kind, values)
     if connection.password is not None and password_key is not None:
@@ -319,7 +515,7 @@ def _build_host(state: _State, node: HostNode, groups: frozenset[str], effective
     networks = values.get("mfa_networks", {})
     return Host(
         name=node.name,
-        address=_address(state, node, roles, effective),
+        address=_address(state, node, roles, effective, values),
         roles=roles,
         groups=groups,
         connection=connection,
@@ -329,16 +525,22 @@ def _build_host(state: _State, node: HostNode, groups: frozenset[str], effective
             clock_skew_max_seconds=values.get("mfa_clock_skew_max_seconds", 300),
         ),
         location=node.location,
-        vars=MappingProxyType(_visible_vars(state, effective)),
+        vars=MappingProxyType(_visible_vars(state, effective, values)),
     )
 
 
-def _address(state: _State, node: HostNode, roles: frozenset[str], effective: Vars) -> str:
+def _address(
+    state: _State,
+    node: HostNode,
+    roles: frozenset[str],
+    effective: Vars,
+    values: Mapping[str, Any],
+) -> str:
     """``ansible_host`` or the name; for role hosts, it must be a usable address."""
     definition = effective.get("ansible_host")
-    if definition is not None and definition not in state.checked:
+    if definition is not None and "ansible_host" not in values:
         return node.name  # already reported as invalid
-    value = None if definition is None else state.checked[definition]
+    value = None if definition is None else values["ansible_host"]
     where = node.location if definition is None else definition.location
     key = node.name if definition is None else "ansible_host"
     if definition is not None and (value is None or not value.strip()):
@@ -400,14 +602,19 @@ def _connection(values: Mapping[str, Any]) -> Connection:
     )
 
 
-def _visible_vars(state: _State, effective: Vars) -> dict[str, Any]:
-    """The host's variables for display: every password a `Secret`, never a raw value."""
+_VAULT_MASK: Final = "<vault secret>"
+
+
+def _visible_vars(state: _State, effective: Vars, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's variables for display: every secret masked, never a raw value."""
     result: dict[str, Any] = {}
     for key, definition in effective.items():
         value = definition.value
-        checked = state.checked.get(definition)
+        checked = values.get(key)
         if isinstance(checked, Secret):
             value = checked
+        elif definition.vault is not None or contains_vault(value):
+            value = _VAULT_MASK
         elif isinstance(checked, DirectorySettings) and isinstance(value, Mapping):
             if checked.bind_password is not None:
                 value = {**value, "bind_password": checked.bind_password}
@@ -419,8 +626,8 @@ def _visible_vars(state: _State, effective: Vars) -> dict[str, Any]:
 
 
 def _digest(state: _State) -> str:
-    """sha256 over every file read, sorted by path relative to the inventory's directory."""
-    base = state.path.parent
+    """sha256 over every file read, sorted by path relative to the first source's directory."""
+    base = state.path if state.path.is_dir() else state.path.parent
     entries = []
     for source in state.sources:
         try:

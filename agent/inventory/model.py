@@ -191,6 +191,10 @@ class Inventory:
     phonefactor_admins_allowed: tuple[str, ...] | None = None
     warnings: tuple[str, ...] = ()
     secret_refs: tuple[SecretRef, ...] = field(default=(), repr=False)
+    #: Every source given (``-i`` repeated); `path` is the first.
+    sources: tuple[Path, ...] = ()
+    #: Role → the groups whose hosts have it (the role's own group, then mfa_role_groups).
+    role_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def select(self, patterns: Sequence[str]) -> tuple[Host, ...]:
         """The hosts a ``--limit`` selects, in inventory order (all hosts for no patterns).
@@ -201,8 +205,42 @@ class Inventory:
 
         if not patterns:
             return self.hosts
-        chosen = select_names([h.name for h in self.hosts], self.groups, patterns)
+        chosen = select_names([h.name for h in self.hosts], self.selectable_groups(), patterns)
         return tuple(h for h in self.hosts if h.name in chosen)
+
+    def selectable_groups(self) -> dict[str, frozenset[str]]:
+        """The groups ``--limit`` knows: every group, and every role as the hosts that have it."""
+        from agent.roles import ROLES
+
+        groups = dict(self.groups)
+        for role in ROLES:
+            holders = frozenset(h.name for h in self.hosts if role in h.roles)
+            if holders or role in groups:
+                groups[role] = groups.get(role, frozenset()) | holders
+        return groups
+
+    def outside_scope(self, selected: Sequence[Host]) -> dict[str, tuple[str, ...]]:
+        """Role → the hosts that have it but are not in `selected` (what --limit left out)."""
+        chosen = {h.name for h in selected}
+        result: dict[str, list[str]] = {}
+        for host in self.hosts:
+            if host.name not in chosen:
+                for role in host.roles:
+                    result.setdefault(role, []).append(host.name)
+        return {role: tuple(names) for role, names in result.items()}
+
+    def roles_help(self) -> str:
+        """How hosts get roles, and the groups this inventory has: for 'no host has a role'."""
+        from agent.roles import ROLES
+
+        groups = sorted(g for g in self.groups if g not in ("all", "ungrouped"))
+        shown = ", ".join(groups[:30]) + (f", … ({len(groups)} in all)" if len(groups) > 30 else "")
+        return (
+            f"a host has a role when it is in a group named {', '.join(ROLES)}; or in a group "
+            "mapped to the role by mfa_role_groups (in the 'all' vars or a --roles FILE, e.g. "
+            "mfa_role_groups: {adfs: [adfs_servers], user_portal: [mfa_portal]}); or when it "
+            "sets mfa_roles: [adfs] itself. This inventory's groups: " + (shown or "(none)")
+        )
 
     def missing_secrets(self, hosts: Iterable[Host] | None = None) -> list[Problem]:
         """A problem for every env secret in use whose variable is unset.

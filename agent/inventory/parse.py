@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from agent.errors import Problem
 from agent.inventory.model import Location
-from agent.inventory.ranges import RangeError, expand, split_port
+from agent.inventory.ranges import MAX_HOSTS, RangeError, count, expand, split_port
 from agent.inventory.yamlload import YamlMap, kind_of, line_of
 
 GROUP_KEYS: Final = ("hosts", "vars", "children")
@@ -35,6 +35,8 @@ class VarDef:
     group: str | None
     #: Written in the inventory file itself (not group_vars/host_vars).
     in_inventory: bool = True
+    #: The envelope of the vault-encrypted file it was read from (its value is a secret).
+    vault: str | None = None
 
 
 Vars = dict[str, VarDef]
@@ -69,6 +71,10 @@ class Tree:
     groups: dict[str, GroupNode] = field(default_factory=dict)
     hosts: dict[str, HostNode] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: Host names written so far, counted before any pattern is expanded (duplicates too).
+    expanded: int = 0
+    #: Set once the host budget is spent: nothing more is expanded.
+    over_budget: bool = False
 
 
 def same_value(first: Any, second: Any) -> bool:
@@ -77,9 +83,13 @@ def same_value(first: Any, second: Any) -> bool:
 
 
 def set_var(target: Vars, definition: VarDef, problems: list[Problem]) -> None:
-    """Add a definition, reporting a second, different value for the same key."""
+    """Add a definition, reporting a second, different value for the same key in one file.
+
+    A definition in a later inventory source replaces one from an earlier source, as Ansible
+    merges several ``-i`` sources.
+    """
     existing = target.get(definition.key)
-    if existing is None:
+    if existing is None or existing.location.file != definition.location.file:
         target[definition.key] = definition
         return
     if not same_value(existing.value, definition.value):
@@ -95,9 +105,9 @@ def set_var(target: Vars, definition: VarDef, problems: list[Problem]) -> None:
 
 
 class _Parser:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, tree: Tree) -> None:
         self.file = file
-        self.tree = Tree()
+        self.tree = tree
 
     def problem(self, message: str, line: int | None, key: str | None = None) -> None:
         self.tree.problems.append(Problem(self.file, message, line, key))
@@ -219,12 +229,6 @@ class _Parser:
         if not isinstance(pattern, str):
             self.problem("host names must be strings; quote numbers", line, str(pattern))
             return
-        try:
-            base, port = split_port(pattern)
-            names = expand(base)
-        except RangeError as exc:
-            self.problem(f"invalid host pattern '{pattern}': {exc}", line, pattern)
-            return
         if body is not None and not isinstance(body, YamlMap):
             self.problem(
                 f"host '{pattern}' must be a mapping of its variables (or empty), "
@@ -233,37 +237,87 @@ class _Parser:
                 pattern,
             )
             return
-        for name in names:
-            if self.valid_host_name(name, line):
-                self.add_host(group, name, port, body, line)
+        definitions = []
+        for key, value in (body or {}).items():
+            if not isinstance(key, str):
+                self.problem(f"{pattern}: variable names must be strings", line, str(key))
+                continue
+            definitions.append((key, value, Location(self.file, line_of(body, key))))
+        add_host_pattern(self.tree, group, pattern, definitions, line, self.file)
 
-    def valid_host_name(self, name: str, line: int | None) -> bool:
-        if not name:
-            self.problem("empty host name", line, name)
-            return False
-        if _BAD_HOST_CHARS.intersection(name):
-            self.problem(
-                f"host name '{name[:80]}' may not contain spaces, commas or parentheses",
+
+_CONTROL: Final = frozenset(chr(c) for c in range(32)) | {chr(127)}
+
+
+def valid_host_name(tree: Tree, file: str, name: str, line: int | None) -> bool:
+    """Whether `name` may be a host name; a problem says why not."""
+    if not name:
+        tree.problems.append(Problem(file, "empty host name", line, name))
+        return False
+    if _BAD_HOST_CHARS.intersection(name) or _CONTROL.intersection(name):
+        tree.problems.append(
+            Problem(
+                file,
+                f"host name {name[:80]!r} may not contain spaces, control characters, "
+                "commas or parentheses",
                 line,
-                name,
+                name[:80],
             )
-            return False
-        return True
+        )
+        return False
+    return True
 
-    def add_host(
-        self, group: GroupNode, name: str, port: int | None, body: YamlMap | None, line: int | None
-    ) -> None:
-        host = self.tree.hosts.get(name)
+
+def add_host_pattern(
+    tree: Tree,
+    group: GroupNode,
+    pattern: str,
+    definitions: list[tuple[str, Any, Location]],
+    line: int | None,
+    file: str,
+) -> None:
+    """Add the hosts `pattern` stands for to `group`, each with the variables `definitions`.
+
+    The number of hosts is computed before anything is expanded, and the inventory's total
+    (duplicates counted) may not pass `MAX_HOSTS`.
+    """
+    if tree.over_budget:
+        return
+    try:
+        base, port = split_port(pattern)
+        size = count(base)
+    except RangeError as exc:
+        message = f"invalid host pattern '{pattern[:80]}': {exc}"
+        tree.problems.append(Problem(file, message, line, pattern[:80]))
+        return
+    if tree.expanded + size > MAX_HOSTS:
+        tree.over_budget = True
+        tree.problems.append(
+            Problem(
+                file,
+                f"the inventory names more than {MAX_HOSTS:,} hosts (host ranges counted "
+                f"before expanding, repeats included); '{pattern[:80]}' would make "
+                f"{tree.expanded + size:,}",
+                line,
+            )
+        )
+        return
+    tree.expanded += size
+    for name in expand(base):
+        if not valid_host_name(tree, file, name, line):
+            continue
+        host = tree.hosts.get(name)
         if host is None:
-            host = self.tree.hosts[name] = HostNode(name, Location(self.file, line))
+            host = tree.hosts[name] = HostNode(name, Location(file, line))
         group.hosts.setdefault(name)
         if port is not None:
-            port_def = VarDef("ansible_port", port, Location(self.file, line), name, None)
-            set_var(host.vars, port_def, self.tree.problems)
-        if body is not None:
-            self.variables(host.vars, body, name, None)
+            port_def = VarDef("ansible_port", port, Location(file, line), name, None)
+            set_var(host.vars, port_def, tree.problems)
+        for key, value, where in definitions:
+            set_var(host.vars, VarDef(key, value, where, name, None), tree.problems)
 
 
-def parse_tree(data: Any, file: str) -> Tree:
-    """Read the structure of a parsed inventory file; problems are in `Tree.problems`."""
-    return _Parser(file).parse(data)
+def parse_tree(data: Any, file: str, tree: Tree | None = None) -> Tree:
+    """Read the structure of a parsed YAML inventory file into `tree` (a new one by default);
+    problems are in `Tree.problems`."""
+    return _Parser(file, Tree() if tree is None else tree).parse(data)

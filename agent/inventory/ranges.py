@@ -14,8 +14,8 @@ import string
 from itertools import product
 from typing import Final
 
-#: Most hosts one pattern may expand to.
-MAX_HOSTS: Final = 10_000
+#: Most hosts one inventory may name (and so one pattern may expand to).
+MAX_HOSTS: Final = 100_000
 
 _BRACKETED_PORT: Final = re.compile(r"^\[([^\[\]]+)\]:([0-9]+)$")
 _HOST_PORT: Final = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
@@ -48,15 +48,21 @@ def split_port(pattern: str) -> tuple[str, int | None]:
 
 
 def _numeric(begin: str, end: str, step: int) -> list[str]:
+    if _numeric_count(begin, end, step) > MAX_HOSTS:
+        raise RangeError(f"a host range may not expand to more than {MAX_HOSTS} hosts")
+    width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
+    low, high = int(begin), int(end)
+    return [str(n).zfill(width) for n in range(low, high + 1, step)]
+
+
+def _numeric_count(begin: str, end: str, step: int) -> int:
     width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
     if width and len(end) != width:
         raise RangeError("a zero-padded range needs begin and end of the same width")
     low, high = int(begin), int(end)
     if low > high:
         raise RangeError("a host range must have begin <= end")
-    if (high - low) // step + 1 > MAX_HOSTS:
-        raise RangeError(f"a host range may not expand to more than {MAX_HOSTS} hosts")
-    return [str(n).zfill(width) for n in range(low, high + 1, step)]
+    return (high - low) // step + 1
 
 
 def _alphabetic(begin: str, end: str, step: int) -> list[str]:
@@ -67,7 +73,7 @@ def _alphabetic(begin: str, end: str, step: int) -> list[str]:
     return list(letters[low : high + 1 : step])
 
 
-def _range(body: str) -> list[str]:
+def _bounds(body: str) -> tuple[str, str, int]:
     bounds = body.split(":")
     if len(bounds) not in (2, 3):
         raise RangeError("a host range is [begin:end] or [begin:end:step]")
@@ -77,13 +83,53 @@ def _range(body: str) -> list[str]:
         raise RangeError("a host range needs an end value")
     if not _NUMBER.match(step_text) or int(step_text) < 1:
         raise RangeError("a host range step must be a positive integer")
-    step = int(step_text)
+    return begin, end, int(step_text)
+
+
+def _range(body: str) -> list[str]:
+    begin, end, step = _bounds(body)
     if _NUMBER.match(begin) and _NUMBER.match(end):
         return _numeric(begin, end, step)
     letters = string.ascii_letters
     if len(begin) == len(end) == 1 and begin in letters and end in letters:
         return _alphabetic(begin, end, step)
     raise RangeError("host range bounds must both be numbers or both be single letters")
+
+
+def _range_count(body: str) -> int:
+    begin, end, step = _bounds(body)
+    if _NUMBER.match(begin) and _NUMBER.match(end):
+        return _numeric_count(begin, end, step)
+    return len(_range(body))  # letters: at most 52
+
+
+def _bodies(pattern: str) -> list[str]:
+    """The bodies of the pattern's ranges, checking brackets pair up and do not nest."""
+    bodies: list[str] = []
+    rest = pattern
+    while True:
+        start, close = rest.find("["), rest.find("]")
+        if start < 0:
+            if close >= 0:
+                raise RangeError("']' without a matching '['")
+            return bodies
+        if close < start:
+            raise RangeError("']' without a matching '['" if close >= 0 else "'[' without ']'")
+        body = rest[start + 1 : close]
+        if "[" in body:
+            raise RangeError("host ranges cannot be nested")
+        bodies.append(body)
+        rest = rest[close + 1 :]
+
+
+def count(pattern: str) -> int:
+    """How many host names `pattern` stands for, computed without expanding it."""
+    if "[" not in pattern and "]" not in pattern:
+        return 1
+    total = 1
+    for body in _bodies(pattern):
+        total *= _range_count(body)
+    return total
 
 
 def _segments(pattern: str) -> list[list[str]]:

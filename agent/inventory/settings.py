@@ -32,6 +32,7 @@ from agent.inventory.model import (
 )
 from agent.inventory.templates import ENV_LOOKUP_HINT, Secret, env_lookup_name, is_unevaluated
 from agent.inventory.yamlload import kind_of, line_of
+from agent.roles import ROLES
 
 Validator = Callable[["Ctx", Any], Any]
 
@@ -66,10 +67,7 @@ class Ctx:
 
 
 def _unevaluated(ctx: Ctx) -> NoReturn:
-    ctx.fail(
-        "templates and !vault values are not evaluated here; write the value itself "
-        f"(only passwords may use {ENV_LOOKUP_HINT})"
-    )
+    ctx.fail("this template or tagged value cannot be used here; write the value itself")
 
 
 def expect(ctx: Ctx, value: Any, what: str) -> NoReturn:
@@ -140,7 +138,9 @@ def choice(*options: str) -> Validator:
 
 
 def secret(ctx: Ctx, value: Any) -> Secret:
-    """A password: an env lookup, or (discouraged) the value written inline."""
+    """A password: an env lookup, a vault value, or (discouraged) the value written inline."""
+    if isinstance(value, Secret):
+        return value
     name = env_lookup_name(value)
     if name is not None:
         return Secret.from_env(name)
@@ -406,8 +406,46 @@ def _check_kerberos(ctx: Ctx, raw: Any, fields: dict[str, Any]) -> None:
         )
 
 
+def role_name(ctx: Ctx, value: Any) -> str:
+    """One of the deployment roles (`agent.roles.ROLES`)."""
+    return choice(*ROLES)(ctx, value)  # type: ignore[no-any-return]
+
+
+def role_list(ctx: Ctx, value: Any) -> list[str]:
+    """``mfa_roles``: the roles of a host, as a list (a single role name is accepted too)."""
+    if isinstance(value, str) and not is_unevaluated(value):
+        value = [value]
+    return list_of(role_name)(ctx, value)  # type: ignore[no-any-return]
+
+
+def role_groups(ctx: Ctx, value: Any) -> dict[str, tuple[str, ...]]:
+    """``mfa_role_groups``: role → the inventory groups whose hosts have that role."""
+    if not isinstance(value, Mapping):
+        expect(ctx, value, f"a mapping of roles ({', '.join(ROLES)}) to lists of group names")
+    result: dict[str, tuple[str, ...]] = {}
+    bad = False
+    for role, groups in value.items():
+        sub = ctx.at(str(role), value)
+        if role not in ROLES:
+            hint = suggest(str(role), ROLES)
+            sub.report(f"unknown role '{role}'{hint}; roles: {', '.join(ROLES)}")
+            bad = True
+            continue
+        if isinstance(groups, str) and not is_unevaluated(groups):
+            groups = [groups]
+        try:
+            result[role] = tuple(list_of(text)(sub, groups))
+        except Rejected:
+            bad = True
+    if bad:
+        raise Rejected(ctx.key)
+    return result
+
+
 #: Every ``mfa_*`` variable and its validator.
 MFA_VARIABLES: Final[Mapping[str, Validator]] = {
+    "mfa_roles": role_list,
+    "mfa_role_groups": role_groups,
     "mfa_directory": directory,
     "mfa_networks": networks,
     "mfa_deployment": deployment,
@@ -419,7 +457,7 @@ MFA_VARIABLES: Final[Mapping[str, Validator]] = {
 
 #: ``mfa_*`` variables that describe the whole deployment: only the ``all`` group may set them.
 INVENTORY_WIDE: Final = frozenset(
-    {"mfa_directory", "mfa_deployment", "mfa_phonefactor_admins_allowed"}
+    {"mfa_directory", "mfa_deployment", "mfa_phonefactor_admins_allowed", "mfa_role_groups"}
 )
 
 #: Password variables: env lookups become `Secret`s here, and inline values warn.

@@ -1,10 +1,9 @@
-"""Jinja templates in inventory values: the one lookup we support, and masked secrets.
+"""Jinja markers in inventory values, the env lookup of passwords, and masked secrets.
 
-The agent evaluates no templates. The single exception is ``{{ lookup('env', 'NAME') }}``
-(also ``ansible.builtin.env``, either quote style, any spacing) for passwords, which becomes a
-`Secret` read from the environment when the connection is made. Everything else that Ansible
-would template (``{{``, ``{%``, ``{#``) or decrypt (``!vault``) is reported where the agent reads
-the value, and kept untouched where it does not.
+``{{ lookup('env', 'NAME') }}`` (also ``ansible.builtin.env``, either quote style, any spacing)
+in a password becomes a `Secret` read from the environment when the connection is made. Other
+templates are resolved (or refused) by `agent.inventory.resolve`, only in the variables the
+agent reads.
 """
 
 from __future__ import annotations
@@ -45,22 +44,39 @@ def is_unevaluated(value: Any) -> bool:
     return isinstance(value, Tagged) or is_template(value)
 
 
+SecretSource = Literal["env", "vault", "inline"]
+
+
 class Secret:
     """A password the inventory refers to; it never shows its value.
 
-    ``str()`` and ``repr()`` give ``env:NAME`` or ``<inline secret>``; only `reveal` returns the
-    value. Instances are immutable and compare by source and name (or value, for inline ones).
+    Three sources: ``env`` (read from an environment variable when revealed), ``vault`` (an
+    Ansible Vault value: the ciphertext, and the plaintext once decrypted) and ``inline``
+    (written in the inventory). ``str()`` and ``repr()`` give ``env:NAME``, ``<vault secret>``
+    or ``<inline secret>``; only `reveal` returns the value. `reference` is what may travel to
+    another process in place of the value: the variable name, or the vault ciphertext (never an
+    inline value). Instances are immutable and compare by source and reference (or value).
     """
 
-    __slots__ = ("_env_name", "_value")
+    __slots__ = ("_ciphertext", "_env_name", "_value")
     _env_name: str | None
     _value: str | None
+    _ciphertext: str | None
 
-    def __init__(self, *, env_name: str | None = None, value: str | None = None) -> None:
-        if (env_name is None) == (value is None):
+    def __init__(
+        self,
+        *,
+        env_name: str | None = None,
+        value: str | None = None,
+        ciphertext: str | None = None,
+    ) -> None:
+        if ciphertext is None and (env_name is None) == (value is None):
             raise ValueError("a Secret needs exactly one of env_name and value")
+        if ciphertext is not None and env_name is not None:
+            raise ValueError("a vault Secret has no env_name")
         object.__setattr__(self, "_env_name", env_name)
         object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "_ciphertext", ciphertext)
 
     @classmethod
     def from_env(cls, name: str) -> Secret:
@@ -72,9 +88,16 @@ class Secret:
         """A secret written in the inventory itself."""
         return cls(value=value)
 
+    @classmethod
+    def from_vault(cls, ciphertext: str, value: str | None = None) -> Secret:
+        """An Ansible Vault secret: its ciphertext, and the plaintext when decrypted here."""
+        return cls(ciphertext=ciphertext, value=value)
+
     @property
-    def source(self) -> Literal["env", "inline"]:
-        """Where the value comes from: ``"env"`` or ``"inline"``."""
+    def source(self) -> SecretSource:
+        """Where the value comes from: ``"env"``, ``"vault"`` or ``"inline"``."""
+        if self._ciphertext is not None:
+            return "vault"
         return "env" if self._env_name is not None else "inline"
 
     @property
@@ -82,14 +105,32 @@ class Secret:
         """The environment variable name, for env secrets."""
         return self._env_name
 
+    @property
+    def ciphertext(self) -> str | None:
+        """The vault envelope (``$ANSIBLE_VAULT;...``), for vault secrets."""
+        return self._ciphertext
+
+    def reference(self) -> str | None:
+        """What may stand for this secret elsewhere: ``env:NAME``, the vault ciphertext, or
+        None for an inline secret (whose only form is its value)."""
+        if self._ciphertext is not None:
+            return self._ciphertext
+        return f"env:{self._env_name}" if self._env_name is not None else None
+
     def is_available(self) -> bool:
         """Whether `reveal` would succeed now."""
-        return self._env_name is None or self._env_name in os.environ
+        if self._env_name is not None:
+            return self._env_name in os.environ
+        return self._value is not None
 
     def reveal(self) -> str:
         """The value; `InputError` naming the variable when an env secret is unset."""
         if self._value is not None:
             return self._value
+        if self._ciphertext is not None:
+            raise InputError(
+                Problem("<vault>", "this vault secret was not decrypted here (no vault password)")
+            )
         name = self._env_name or ""
         value = os.environ.get(name)
         if value is None:
@@ -99,17 +140,24 @@ class Secret:
         return value
 
     def __str__(self) -> str:
+        if self._ciphertext is not None:
+            return "<vault secret>"
         return f"env:{self._env_name}" if self._env_name is not None else "<inline secret>"
 
     __repr__ = __str__
 
+    def _identity(self) -> tuple[str | None, str | None]:
+        if self._ciphertext is not None:
+            return ("vault", self._ciphertext)
+        return (self._env_name, self._value)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return (self._env_name, self._value) == (other._env_name, other._value)
+        return self._identity() == other._identity()
 
     def __hash__(self) -> int:
-        return hash((Secret, self._env_name, self._value))
+        return hash((Secret, *self._identity()))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Secret is immutable")
@@ -124,8 +172,10 @@ class Secret:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_secret, (self._env_name, self._value))
+        return (_rebuild_secret, (self._env_name, self._value, self._ciphertext))
 
 
-def _rebuild_secret(env_name: str | None, value: str | None) -> Secret:
-    return Secret(env_name=env_name, value=value)
+def _rebuild_secret(
+    env_name: str | None, value: str | None, ciphertext: str | None = None
+) -> Secret:
+    return Secret(env_name=env_name, value=value, ciphertext=ciphertext)

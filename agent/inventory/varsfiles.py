@@ -16,7 +16,15 @@ from typing import Final
 from agent.errors import Problem
 from agent.inventory.model import Location
 from agent.inventory.parse import VarDef, Vars
-from agent.inventory.yamlload import SourceFile, YamlMap, read_file
+from agent.inventory.vault import (
+    VAULT_OPTIONS,
+    NoPassword,
+    VaultFormatError,
+    VaultKeys,
+    WrongPassword,
+    is_vault_text,
+)
+from agent.inventory.yamlload import Parsed, SourceFile, YamlMap, parse_source_text, read_source
 
 EXTENSIONS: Final = ("", ".yml", ".yaml", ".json")
 _MAX_DIR_DEPTH: Final = 16
@@ -48,8 +56,9 @@ def _skipped(entry: str) -> bool:
 
 
 class _Reader:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, keys: VaultKeys) -> None:
         self.base = base
+        self.keys = keys
         self.result = VarsFiles()
 
     def problem(self, path: Path, message: str) -> None:
@@ -100,8 +109,33 @@ class _Reader:
             merged.update(self.read(path, owner, group))
         self.result.layers[name] = merged
 
+    def parse(self, source: SourceFile) -> str | None:
+        """Parse `source` into `source.parsed`, decrypting a vault file; its envelope or None."""
+        path, text = source.path, source.text
+        if text is None:
+            return None
+        if not is_vault_text(text):
+            source.parsed = parse_source_text(text, path)
+            return None
+        try:
+            plain = self.keys.decrypt(text).decode("utf-8")
+        except NoPassword:
+            message = f"is vault-encrypted and no vault password was given: use {VAULT_OPTIONS}"
+        except WrongPassword:
+            message = "is vault-encrypted and no vault password given decrypts it"
+        except VaultFormatError as exc:
+            message = f"is not a valid vault file: {exc}"
+        except UnicodeDecodeError:
+            message = "decrypts to text that is not UTF-8"
+        else:
+            source.parsed = parse_source_text(plain, path)
+            return text
+        source.parsed = Parsed(None, [Problem(str(path), message)])
+        return None
+
     def read(self, path: Path, owner: str, group: str | None) -> Vars:
-        source = read_file(path)
+        source = read_source(path)
+        envelope = self.parse(source)
         self.result.sources.append(source)
         self.result.problems.extend(source.parsed.problems)
         data, file = source.parsed.value, str(path)
@@ -118,7 +152,7 @@ class _Reader:
                     Problem(file, f"{owner}: variable names must be strings", line, str(key))
                 )
                 continue
-            result[key] = VarDef(key, value, Location(file, line), owner, group, False)
+            result[key] = VarDef(key, value, Location(file, line), owner, group, False, envelope)
         self.result.definitions.extend(result.values())
         return result
 
@@ -135,12 +169,18 @@ class _Reader:
                 )
 
 
-def read_vars_dir(base: Path, kind: str, names: dict[str, tuple[str, str | None]]) -> VarsFiles:
+def read_vars_dir(
+    base: Path,
+    kind: str,
+    names: dict[str, tuple[str, str | None]],
+    keys: VaultKeys | None = None,
+) -> VarsFiles:
     """Read ``base`` (a group_vars or host_vars directory) for every name in `names`.
 
     `names` maps each group or host name to its owner label and group (None for hosts).
+    Vault-encrypted files are decrypted with `keys`.
     """
-    reader = _Reader(base)
+    reader = _Reader(base, keys if keys is not None else VaultKeys())
     if not os.path.lexists(base):
         return reader.result
     if not base.is_dir():

@@ -24,6 +24,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from agent.errors import Problem
+from agent.safeio import UnreadableFile, read_regular_file
 
 #: Deepest nesting accepted, counting every mapping and sequence level.
 MAX_DEPTH: Final = 64
@@ -312,24 +313,21 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
 
 @dataclass
 class SourceFile:
-    """One file as read from disk: its bytes (for the digest) and its parsed content."""
+    """One file as read from disk: its bytes (for the digest), text and parsed content."""
 
     path: Path
     data: bytes | None
     parsed: Parsed
+    text: str | None = None
 
 
-def read_file(path: Path) -> SourceFile:
-    """Read and parse a YAML (or JSON) file; unreadable and undecodable files are problems."""
+def read_source(path: Path) -> SourceFile:
+    """Read a file as UTF-8 text (regular files only, bounded); problems in `parsed`."""
     file = str(path)
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        return SourceFile(path, None, Parsed(None, [Problem(file, f"cannot read file: {reason}")]))
-    if len(data) > MAX_FILE_BYTES:
-        problem = Problem(file, f"file is larger than {MAX_FILE_BYTES} bytes")
+        data = read_regular_file(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        problem = Problem(file, f"cannot read: {exc.reason}")
         return SourceFile(path, None, Parsed(None, [problem]))
     try:
         text = data.decode("utf-8")
@@ -337,9 +335,22 @@ def read_file(path: Path) -> SourceFile:
         line = data.count(b"\n", 0, exc.start) + 1
         problem = Problem(file, "file is not valid UTF-8 text", line)
         return SourceFile(path, data, Parsed(None, [problem]))
+    return SourceFile(path, data, Parsed(), text)
+
+
+def parse_source_text(text: str, path: Path) -> Parsed:
+    """Parse YAML `text` read from `path` (JSON files too)."""
     if path.suffix == ".json":
         text = _json_as_yaml(text)
-    return SourceFile(path, data, parse_text(text, file))
+    return parse_text(text, str(path))
+
+
+def read_file(path: Path, parse: bool = True) -> SourceFile:
+    """Read and (unless `parse` is false) parse a YAML or JSON file; problems in `parsed`."""
+    source = read_source(path)
+    if parse and source.text is not None:
+        source.parsed = parse_source_text(source.text, path)
+    return source
 
 
 def _json_as_yaml(text: str) -> str:
