@@ -122,7 +122,42 @@ def load_inventory(
     values and files are decrypted with `vault`. `roles_file` is a YAML file with
     ``mfa_role_groups`` (which of the inventory's groups hold which role).
     """
+    state, tree, hierarchy, vars_files, role_file_defs = _prepare(path, vault, roles_file)
+    for definition in _all_definitions(tree, *vars_files, extra=role_file_defs):
+        _check_definition(state, definition)
+    inventory = _assemble(state, tree, hierarchy, vars_files, role_file_defs)
+    if state.problems:
+        _raise(state)
+    return inventory
+
+
+def effective_values(
+    path: str | Path | list[str | Path] | tuple[str | Path, ...],
+    *,
+    vault: VaultKeys | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every host's variables after precedence, as written (untemplated, unvalidated).
+
+    What ``ansible-inventory --list`` prints as hostvars; for comparing with Ansible. Holds
+    decrypted vault-file values in clear: never for display.
+    """
+    state, tree, hierarchy, vars_files, _ = _prepare(path, vault, None)
+    resolver = _Resolver(tree, hierarchy, vars_files, _priority_lookup(state, tree), [])
+    return {
+        name: {key: d.value for key, d in resolver.effective(name).items()}
+        for name in tree.hosts
+    }
+
+
+def _prepare(
+    path: str | Path | list[str | Path] | tuple[str | Path, ...],
+    vault: VaultKeys | None,
+    roles_file: str | Path | None,
+) -> tuple[_State, Tree, Hierarchy, list[VarsFiles], list[VarDef]]:
+    """Read every source and vars file into a tree with its hierarchy (problems in state)."""
     paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
+    if not paths:
+        raise InventoryError([Problem("<arguments>", "no inventory given")])
     state = _State(paths[0], vault if vault is not None else VaultKeys(), tuple(paths))
     tree = Tree()
     sources = read_sources(paths, tree)
@@ -139,12 +174,7 @@ def load_inventory(
     state.problems.extend(cycles)
     vars_files = _read_vars_files(state, tree, sources.bases)
     role_file_defs = _read_roles_file(state, roles_file)
-    for definition in _all_definitions(tree, *vars_files, extra=role_file_defs):
-        _check_definition(state, definition)
-    inventory = _assemble(state, tree, hierarchy, vars_files, role_file_defs)
-    if state.problems:
-        _raise(state)
-    return inventory
+    return state, tree, hierarchy, vars_files, role_file_defs
 
 
 def _check_group_names(state: _State, tree: Tree) -> None:
@@ -308,9 +338,9 @@ class _Resolver:
     def layers(self, kind: str, host: str) -> list[Vars]:
         group_files, host_files = self.vars_files[0::2], self.vars_files[1::2]
         if kind == "all_inventory":
-            return [self.tree.groups["all"].vars]
+            return [_group_layer(self.tree.groups["all"].vars)]
         if kind == "groups_inventory":
-            return [self.tree.groups[g].vars for g in self.sorted_groups(host)]
+            return [_group_layer(self.tree.groups[g].vars) for g in self.sorted_groups(host)]
         if kind == "all_group_vars":
             return [files.layer("all") for files in group_files]
         if kind == "groups_group_vars":
@@ -336,6 +366,14 @@ class _Resolver:
         for definition in self.role_file_defs:
             merged[definition.key] = definition
         return merged
+
+
+def _group_layer(variables: Vars) -> Vars:
+    """A group's variables from the inventory: ansible_group_priority there is not a variable
+    (Ansible makes it the group's priority)."""
+    if GROUP_PRIORITY not in variables:
+        return variables
+    return {k: v for k, v in variables.items() if k != GROUP_PRIORITY}
 
 
 def _priority_lookup(state: _State, tree: Tree) -> Callable[[str], int]:
