@@ -313,6 +313,12 @@ def _load_given_inventory(args: _InventoryArgs) -> Inventory:
 @click.option(
     "--color/--no-color", default=None, help="Force or disable colour (default: on a TTY)."
 )
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Also read the base facts (OS, MFA Server components) of every Windows host in scope "
+    "without a role, to find forgotten MFA Server installs.",
+)
 def scan(
     replay: str | None,
     save_facts: str | None,
@@ -330,6 +336,7 @@ def scan(
     no_history: bool,
     quiet: bool,
     color: bool | None,
+    sweep: bool,
 ) -> None:
     """Scan the hosts of an inventory, or replay recorded facts, and report.
 
@@ -358,7 +365,7 @@ def scan(
     facts = factsfile.load(replay) if replay is not None else None
     history = None if no_history else History.open(Path(db).expanduser() if db else None)
     with contextlib.closing(history) if history is not None else contextlib.nullcontext():
-        options = ScanOptions(include=include, skip=skip, limit=limit)
+        options = ScanOptions(include=include, skip=skip, limit=limit, sweep=sweep)
         if facts is not None:
             run = replay_scan(facts, inventory, options)
         else:

@@ -16,6 +16,10 @@ ROLES: Final[tuple[str, ...]] = (ADFS, MFA_SERVER, USER_PORTAL, MOBILE_APP_WS, A
 #: Marker for checks that apply to every host that has any role.
 ANY_ROLE: Final = "*"
 
+#: The role ``scan --sweep`` gives a Windows host without one: only the base facts are read and
+#: only the checks of every host (ANY_ROLE, e.g. mfa-server-retired) apply.
+SWEEP: Final = "sweep"
+
 #: Result targets that are not hosts. Parentheses cannot occur in a host name.
 DIRECTORY_TARGET: Final = "(directory)"
 DEPLOYMENT_TARGET: Final = "(deployment)"

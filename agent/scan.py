@@ -27,6 +27,7 @@ from agent.inventory import DirectorySettings, Host, Inventory
 from agent.model import Waiver
 from agent.registry import Check, load_catalogue
 from agent.report.model import HostSummary, ScanReport
+from agent.roles import SWEEP
 from agent.waivers import apply_waivers
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class ScanOptions:
     include: Sequence[str] = ()
     skip: Sequence[str] = ()
     limit: Sequence[str] = ()
+    #: --sweep: also read the base facts of every Windows host in scope without a role.
+    sweep: bool = False
 
     def scope(self) -> str:
         """How the scan is narrowed, as options (``""`` for everything); history compares only
@@ -54,6 +57,7 @@ class ScanOptions:
         parts = [f"--limit {p}" for p in sorted(self.limit)]
         parts += [f"--check {c}" for c in sorted(self.include)]
         parts += [f"--skip-check {c}" for c in sorted(self.skip)]
+        parts += ["--sweep"] if self.sweep else []
         return " ".join(parts)
 
 
@@ -64,16 +68,38 @@ def select_hosts(inventory: Inventory, options: ScanOptions) -> tuple[Host, ...]
     error that says how roles are assigned and which groups the inventory has.
     """
     selected = inventory.select(options.limit) if options.limit else inventory.hosts
+    if options.sweep:
+        selected = tuple(_swept(h) for h in selected)
     if not any(h.roles for h in selected):
         scope = f" selected by --limit {','.join(options.limit)}" if options.limit else ""
+        sweep = " (nor a Windows host --sweep could read)" if options.sweep else ""
         raise InputError(
             Problem(
                 str(inventory.path),
-                f"no host{scope} has an MFA role, so the scan would check nothing: "
+                f"no host{scope} has an MFA role{sweep}, so the scan would check nothing: "
                 + inventory.roles_help(),
             )
         )
     return selected
+
+
+def _swept(host: Host) -> Host:
+    """A host without a role that --sweep reads the base facts of (role `SWEEP`)."""
+    if host.roles or host.unusable_connection is not None:
+        return host
+    return dataclasses.replace(host, roles=frozenset({SWEEP}))
+
+
+def sweep_notes(selected: Sequence[Host]) -> tuple[str, ...]:
+    """What --sweep read, and the hosts in scope it could not (not Windows over WinRM/SSH)."""
+    swept = sum(1 for h in selected if SWEEP in h.roles)
+    skipped = [h for h in selected if not h.roles and h.unusable_connection is not None]
+    notes = [f"--sweep: read the base facts of {swept} host(s) without a role"]
+    if skipped:
+        listed = ", ".join(f"{h.name} ({h.unusable_connection})" for h in skipped[:20])
+        more = f", … ({len(skipped)} in all)" if len(skipped) > 20 else ""
+        notes.append(f"--sweep: not swept (not Windows over WinRM or SSH): {listed}{more}")
+    return tuple(notes)
 
 
 def host_facts_from_inventory(host: Host, recorded: HostFacts | None, source: str) -> HostFacts:
@@ -241,6 +267,8 @@ def live(
         _summary(h, by_name[h.name], gathered.notes.get(h.name, ())) for h in selected
     )
     warnings = tuple(inventory.warnings)
+    if options.sweep:
+        warnings += sweep_notes(selected)
     if inventory.directory is not None:
         warnings += tuple(f"directory: {note}" for note in inventory.directory.trust_notes())
     if interrupted:

@@ -533,7 +533,8 @@ def _build_host(
     roles = frozenset(
         role for role, names in role_groups.items() if any(g in groups for g in names)
     ) | frozenset(values.get("mfa_roles") or ())
-    connection = _connection(values)
+    usable = _usable_connection(state, node.name, roles, effective, values)
+    connection = _connection(values if usable is None else _default_kinds(values))
     password_key = _password_key(connection.kind, values)
     if connection.password is not None and password_key is not None:
         definition = effective[password_key]
@@ -564,7 +565,40 @@ def _build_host(
         ),
         location=node.location,
         vars=MappingProxyType(_visible_vars(state, effective, values)),
+        unusable_connection=usable,
     )
+
+
+_KINDS: Final = ("winrm", "ssh")
+_SHELLS: Final = ("powershell", "cmd")
+
+
+def _usable_connection(
+    state: _State, name: str, roles: frozenset[str], effective: Vars, values: Mapping[str, Any]
+) -> str | None:
+    """Why mfa-agent cannot read this host (not WinRM, nor SSH to a Windows shell), or None.
+
+    Hosts the agent does not read may use any connection; for a host with a role it is a
+    problem where the variable is written.
+    """
+    kind = values.get("ansible_connection", "winrm")
+    shell = values.get("ansible_shell_type", "powershell")
+    if kind not in _KINDS:
+        key, why = "ansible_connection", f"must be one of {', '.join(_KINDS)}, not '{kind[:40]}'"
+    elif kind == "ssh" and shell not in _SHELLS:
+        key, why = "ansible_shell_type", f"must be one of {', '.join(_SHELLS)}, not '{shell[:40]}'"
+    else:
+        return None
+    if roles:
+        where = effective[key].location
+        message = f"{why} (host {name} has role {', '.join(sorted(roles))})"
+        state.problems.append(Problem(where.file, message, where.line, key))
+    return f"{key}: {kind if key == 'ansible_connection' else shell}"
+
+
+def _default_kinds(values: Mapping[str, Any]) -> dict[str, Any]:
+    unusable = ("ansible_connection", "ansible_shell_type")
+    return {k: v for k, v in values.items() if k not in unusable}
 
 
 def _address(

@@ -161,6 +161,9 @@ class Host:
     location: Location
     #: The host's variables after Ansible's precedence rules; passwords are `Secret`s.
     vars: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Why mfa-agent cannot connect to this host (e.g. ``ansible_connection: local``); only
+    #: hosts without a role may have one.
+    unusable_connection: str | None = None
 
 
 @dataclass(frozen=True)

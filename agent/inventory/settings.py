@@ -22,11 +22,9 @@ from agent.errors import Problem
 from agent.facts import IPNetwork
 from agent.inventory.model import (
     CertValidation,
-    ConnectionKind,
     DirectoryAuth,
     DirectorySettings,
     Location,
-    ShellType,
     WinrmScheme,
     WinrmTransport,
 )
@@ -489,7 +487,9 @@ CONNECTION_VARIABLES: Final[Mapping[str, Validator]] = {
     "ansible_port": integer(1, 65535),
     "ansible_user": text,
     **dict.fromkeys(PASSWORD_VARIABLES, secret),
-    "ansible_connection": choice(*get_args(ConnectionKind)),
+    # Any connection and shell: hosts mfa-agent does not read may use others (local, sh); the
+    # loader refuses them for hosts with a role, and --sweep lists such hosts as not swept.
+    "ansible_connection": text,
     "ansible_winrm_transport": choice(*get_args(WinrmTransport)),
     "ansible_winrm_scheme": choice(*get_args(WinrmScheme)),
     "ansible_winrm_server_cert_validation": choice(*get_args(CertValidation)),
@@ -497,7 +497,7 @@ CONNECTION_VARIABLES: Final[Mapping[str, Validator]] = {
     "ansible_winrm_cert_pem": text,
     "ansible_winrm_cert_key_pem": text,
     "ansible_ssh_private_key_file": text,
-    "ansible_shell_type": choice(*get_args(ShellType)),
+    "ansible_shell_type": text,
     "ansible_ssh_common_args": ssh_args,
 }
 
