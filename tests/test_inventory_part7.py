@@ -376,3 +376,29 @@ def test_piped_inventory_and_checks_tables_print_whole_values(tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert long_name in done.stdout
+
+
+@pytest.mark.usefixtures("ansible_available")
+def test_readme_ini_example_with_a_vault_file(run_cli: Run, tmp_path: Path) -> None:
+    """The README's INI example, its password in a vault-encrypted group_vars file."""
+    from tests.ansible_oracle import encrypt_file
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```ini\n", 1)[1].split("```", 1)[0]
+    hosts = write(tmp_path / "hosts.ini", example)
+    vault = write(tmp_path / "group_vars" / "all" / "vault.yml", "vault_winrm_password: Zq7-Vf\n")
+    password_file = write(tmp_path / "pw.txt", "Vault-Key-2\n")
+    encrypt_file(vault, password_file, tmp_path)
+    keys = collect_passwords([str(password_file)], [], False, None)
+    inventory = load_inventory(hosts, vault=keys)
+    assert {h.name: set(h.roles) for h in inventory.hosts} == {
+        "adfs01.corp.example": {"adfs"},
+        "adfs02.corp.example": {"adfs"},
+        "mfaportal.corp.example": {"user_portal"},
+    }
+    password = inventory.hosts[0].connection.password
+    assert password is not None and password.source == "vault"
+    assert password.reveal() == "Zq7-Vf"
+    assert not any("inline" in w for w in inventory.warnings)
+    shown = run_cli("inventory", "-i", str(hosts), "--vault-password-file", str(password_file))
+    assert shown.code == 0 and "Zq7-Vf" not in shown.out + shown.err

@@ -189,9 +189,45 @@ def _check_group_names(state: _State, tree: Tree) -> None:
             )
 
 
+_FOR_HOST: Final = re.compile(r"^(.*) for host (\S+)$", re.DOTALL)
+
+
 def _raise(state: _State) -> NoReturn:
-    problems = sorted(set(state.problems), key=lambda p: (p.file, p.line or 0, p.message))
-    raise InventoryError(problems)
+    raise InventoryError(_collapse(sorted(set(state.problems), key=_problem_order)))
+
+
+def _problem_order(problem: Problem) -> tuple[str, int, str]:
+    return (problem.file, problem.line or 0, problem.message)
+
+
+def _collapse(problems: list[Problem]) -> list[Problem]:
+    """One problem per definition for what went wrong alike for many hosts (a group's template)."""
+    hosts: dict[tuple[str, int | None, str | None, str], list[str]] = {}
+    result: list[Problem] = []
+    for problem in problems:
+        match = _FOR_HOST.match(problem.message)
+        if match is None:
+            result.append(problem)
+            continue
+        key = (problem.file, problem.line, problem.key, match.group(1))
+        if key not in hosts:
+            hosts[key] = []
+            result.append(Problem(problem.file, match.group(1), problem.line, problem.key))
+        hosts[key].append(match.group(2))
+    return sorted(
+        (
+            Problem(p.file, _for_hosts(p.message, hosts[key]), p.line, p.key)
+            if (key := (p.file, p.line, p.key, p.message)) in hosts
+            else p
+            for p in result
+        ),
+        key=_problem_order,
+    )
+
+
+def _for_hosts(message: str, names: list[str]) -> str:
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    return f"{message} for host {names[0]}{more}"
 
 
 def _read_vars_files(state: _State, tree: Tree, bases: list[Path]) -> list[VarsFiles]:

@@ -121,6 +121,8 @@ class Resolver:
             return Secret.from_vault(str(value.content), plain) if secret_path(path) else plain
         if isinstance(value, str) and not isinstance(value, UnsafeText) and is_template(value):
             return self.template(definition, value, secret_path(path), line)
+        if isinstance(value, str) and definition.vault is not None and secret_path(path):
+            return Secret.from_vault(definition.vault, value)  # from a vault-encrypted file
         if isinstance(value, dict):
             result = YamlMap(getattr(value, "line", None))
             for key, item in value.items():

@@ -116,7 +116,7 @@ td.st a { color: inherit; }
 .sev-info { color: #5f6368; border-color: #8c959f; }
 .matrix-wrap { overflow-x: auto; }
 table.matrix th[scope=col] { font-weight: 600; font-size: .85rem; max-width: 10rem;
-  overflow-wrap: anywhere; }
+  overflow-wrap: normal; word-break: keep-all; hyphens: none; }
 table.matrix td.st { text-align: center; }
 .finding { border: 1px solid var(--line); border-left: 6px solid var(--line); border-radius: 6px;
   padding: .25rem 1rem .75rem; margin: 1rem 0; break-inside: avoid; }
@@ -401,6 +401,11 @@ def _delta(report: ScanReport) -> list[str]:
 # -- Matrix ---------------------------------------------------------------------------------------
 
 
+def _breakable(name: str) -> str:
+    """A host name for a narrow column header: it may break after a dot, never mid-word."""
+    return ".<wbr>".join(_e(part) for part in name.split("."))
+
+
 def _matrix(report: ScanReport) -> list[str]:
     if not report.results:
         return _section("matrix", "Results by check and target", ["<p>No results.</p>"])
@@ -409,7 +414,7 @@ def _matrix(report: ScanReport) -> list[str]:
     for result in report.results:
         cells.setdefault((result.check_id, result.target), []).append(result)
     targets = report.targets()
-    head = "".join(f'<th scope="col">{_e(t)}</th>' for t in targets)
+    head = "".join(f'<th scope="col">{_breakable(t)}</th>' for t in targets)
     rows: list[str] = []
     for meta in report.checks:
         if not any((meta.id, t) in cells for t in targets):
