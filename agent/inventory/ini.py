@@ -31,6 +31,17 @@ _GROUP_NAME: Final = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
 MAX_VALUE_CHARS: Final = 65_536
 
 
+_SHELL_SPECIAL: Final = re.compile(r"""['"\\#]""")
+_SHELL_SPACE: Final = re.compile(r"[ \t\r\n]+")
+
+
+def _split(line: str) -> list[str]:
+    """The line split as POSIX `shlex` does (with comments); plain lines without its help."""
+    if _SHELL_SPECIAL.search(line) is None:
+        return [token for token in _SHELL_SPACE.split(line) if token]
+    return shlex.split(line, comments=True)
+
+
 def parse_value(text: str) -> Any:
     """An INI value as ansible-core reads it: a Python literal when it is one, else the text."""
     value: Any = text
@@ -136,7 +147,7 @@ class _IniParser:
 
     def host_line(self, group: str, line: str, number: int) -> None:
         try:
-            tokens = shlex.split(line, comments=True)
+            tokens = _split(line)
         except ValueError as exc:
             self.problem(f"cannot split host line: {exc}", number)
             return

@@ -107,6 +107,12 @@ class _State:
     checked: dict[VarDef, Any] = field(default_factory=dict)
     #: Definitions of variables the agent reads whose value must be resolved where it wins.
     deferred: set[VarDef] = field(default_factory=set)
+    #: Resolved values of deferred definitions, each with what it depended on (`Resolver`).
+    resolved: dict[VarDef, list[tuple[list[tuple[str, VarDef | None]], Any]]] = field(
+        default_factory=dict
+    )
+    #: Whether a definition holds a !vault value (computed once per definition).
+    vaulted: dict[VarDef, bool] = field(default_factory=dict)
     secret_refs: list[SecretRef] = field(default_factory=list)
 
 
@@ -449,6 +455,11 @@ class _Values:
         return self.resolved[key]
 
     def _resolve(self, definition: VarDef) -> Any:
+        """Resolve and validate; a value resolved for another host with the same
+        dependencies (and not using the host's name) is reused."""
+        for depends, value in self.state.resolved.get(definition, ()):
+            if all(self.effective.get(name) is found for name, found in depends):
+                return value
         ctx = Ctx(
             definition.location.file, definition.location.line, definition.key, self.state.problems
         )
@@ -461,6 +472,10 @@ class _Values:
         except (Unresolvable, Rejected):
             return _INVALID
         _warn_if_inline(self.state, definition, value)
+        if not self.resolver.used_host:
+            cached = self.state.resolved.setdefault(definition, [])
+            if len(cached) < 16:  # a few variants (e.g. per group) at most
+                cached.append((list(self.resolver.depends), value))
         return value
 
     def values(self) -> dict[str, Any]:
@@ -567,7 +582,7 @@ def _build_host(
     host_values = _Values(state, effective, node.name)
     values = host_values.values()
     roles = frozenset(
-        role for role, names in role_groups.items() if any(g in groups for g in names)
+        role for role, names in role_groups.items() if not groups.isdisjoint(names)
     ) | frozenset(values.get("mfa_roles") or ())
     usable = _usable_connection(state, node.name, roles, effective, values)
     connection = _connection(values if usable is None else _default_kinds(values))
@@ -713,6 +728,13 @@ def _connection(values: Mapping[str, Any]) -> Connection:
 _VAULT_MASK: Final = "<vault secret>"
 
 
+def _has_vault(state: _State, definition: VarDef) -> bool:
+    found = state.vaulted.get(definition)
+    if found is None:
+        found = state.vaulted[definition] = contains_vault(definition.value)
+    return found
+
+
 def _visible_vars(state: _State, effective: Vars, values: Mapping[str, Any]) -> dict[str, Any]:
     """The host's variables for display: every secret masked, never a raw value."""
     result: dict[str, Any] = {}
@@ -721,7 +743,7 @@ def _visible_vars(state: _State, effective: Vars, values: Mapping[str, Any]) -> 
         checked = values.get(key)
         if isinstance(checked, Secret):
             value = checked
-        elif definition.vault is not None or contains_vault(value):
+        elif definition.vault is not None or _has_vault(state, definition):
             value = _VAULT_MASK
         elif isinstance(checked, DirectorySettings) and isinstance(value, Mapping):
             if checked.bind_password is not None:

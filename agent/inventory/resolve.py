@@ -90,11 +90,17 @@ class Resolver:
     problems: list[Problem]
     host: str | None = None
     _stack: list[str] = field(default_factory=list)
+    #: What the last `resolve` depended on: each variable looked up and the definition found,
+    #: and whether it used the host's name. Equal dependencies give an equal result.
+    depends: list[tuple[str, VarDef | None]] = field(default_factory=list)
+    used_host: bool = False
 
     def resolve(
         self, definition: VarDef, secret_path: Callable[[tuple[str | int, ...]], bool]
     ) -> Any:
         """The definition's value with templates and vaults resolved; `Unresolvable` if not."""
+        self.depends = []
+        self.used_host = False
         self._stack.append(definition.key)
         try:
             return self._walk(definition, definition.value, (), secret_path)
@@ -241,13 +247,16 @@ class Resolver:
 
     def variable(self, definition: VarDef, name: str, secret: bool, line: int | None) -> Any:
         if name == "inventory_hostname" and self.host is not None:
+            self.used_host = True
             return self.host
         if name == "inventory_hostname_short" and self.host is not None:
+            self.used_host = True
             return self.host.split(".")[0]
         if name in self._stack:
             cycle = " -> ".join([*self._stack[self._stack.index(name) :], name])
             raise self.fail(definition, f"templates refer to each other in a cycle: {cycle}", line)
         target = self.lookup(name)
+        self.depends.append((name, target))
         if target is None:
             return _Undefined(name)
         self._stack.append(name)
