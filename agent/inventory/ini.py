@@ -158,10 +158,12 @@ class _IniParser:
             self.problem("'---' is not a host: is this a YAML file with an INI name?", number)
             return
         body: dict[str, Any] = {}
-        for token in assignments:
+        for position, token in enumerate(assignments, start=2):
             if "=" not in token:
+                # The word is not quoted: it could be part of a password written with a space.
                 self.problem(
-                    f"expected key=value host variable after the host name, got '{token[:80]}'",
+                    f"expected key=value host variables after the host name; word {position} "
+                    "has no '=' (quote values that contain spaces)",
                     number,
                 )
                 return
@@ -175,7 +177,7 @@ class _IniParser:
 
     def vars_line(self, group: str, line: str, number: int) -> None:
         if "=" not in line:
-            self.problem(f"expected key=value in [{group}:vars], got '{line[:80]}'", number)
+            self.problem(f"expected key=value in [{group}:vars] (the line has no '=')", number)
             return
         key, value = (part.strip() for part in line.split("=", 1))
         if not key:
