@@ -253,7 +253,8 @@ def _load_given_inventory(args: _InventoryArgs) -> Inventory:
     "--limit",
     multiple=True,
     metavar="PATTERN",
-    help="Only these hosts: names, groups or globs, ',' separated; '!x' excludes (repeatable).",
+    help="Only these hosts: names, groups, roles or globs, ',' separated; '!x' excludes "
+    "(repeatable).",
 )
 @click.option(
     "--format",
@@ -760,7 +761,7 @@ def _pick_scans(
 @cli.command(
     "inventory",
     epilog="\b\nExit codes:\n  0  the inventory is valid\n"
-    "  3  it is not, or a referenced environment variable is unset",
+    "  3  it is not, a referenced environment variable is unset, or a vault cannot be opened",
 )
 @_DEBUG_OPTION
 @_inventory_options(required=True)
@@ -770,7 +771,9 @@ def _pick_scans(
 def inventory_cmd(fmt: str) -> None:
     """Validate an inventory and show the resolved hosts, roles and connections (secrets masked).
 
-    Exits 3 when the inventory is invalid or a referenced environment variable is unset.
+    Exits 3 when the inventory is invalid, a referenced environment variable is unset, or a
+    vault value it needs cannot be decrypted. Hosts without an MFA role are listed with a
+    warning: a scan checks nothing on them.
     """
     from agent.inventory_view import inventory_document, render_inventory
 

@@ -20,7 +20,7 @@ from agent.errors import InputError, InventoryError
 from agent.inventory import load_inventory
 from agent.inventory.ini import parse_value
 from agent.inventory.vault import VaultKeys, VaultPassword, collect_passwords
-from tests.conftest import REPO, CliRun
+from tests.conftest import REPO, CliRun, require_or_fail
 
 Run = Callable[..., CliRun]
 LAB = str(REPO / "inventory" / "lab.yaml")
@@ -260,8 +260,8 @@ def test_vault_secret_reference_is_its_ciphertext(tmp_path: Path) -> None:
 
 @pytest.fixture
 def ansible_available() -> None:
-    if not (Path(sys.executable).parent / "ansible-vault").exists():
-        pytest.fail("ansible-core (the test extra) must be installed to make vault fixtures")
+    found = (Path(sys.executable).parent / "ansible-vault").exists()
+    require_or_fail(found, "ansible-core (the test extra, to make vault fixtures)")
 
 
 # -- templates: resolved lazily where they win, errors name the expression ----------------------
