@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from agent.inventory import Inventory, Secret
+from agent.inventory import Host, Inventory, Secret
+from agent.inventory.loader import VAULT_MASK
 
 
 def _plain(value: Any) -> Any:
@@ -27,6 +28,13 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def _user(host: Host) -> str:
+    """The user name as shown: masked when it came from a vault."""
+    if isinstance(host.vars.get("ansible_user"), str) and host.vars["ansible_user"] == VAULT_MASK:
+        return VAULT_MASK
+    return host.connection.user or ""
 
 
 def _yaml(value: Any) -> str:
@@ -46,7 +54,7 @@ def inventory_document(inventory: Inventory) -> dict[str, Any]:
                 "address": h.address,
                 "roles": sorted(h.roles),
                 "groups": sorted(h.groups),
-                "connection": _plain(h.connection),
+                "connection": {**_plain(h.connection), "user": _user(h) or None},
                 "trust_notes": list(h.connection.trust_notes()),
                 "networks": {
                     "perimeter": [str(n) for n in h.declared.perimeter],
@@ -79,7 +87,7 @@ def render_inventory(inventory: Inventory, console: Console) -> None:
             h.address,
             ", ".join(sorted(h.roles)) or "(no role)",
             c.describe(),
-            c.user or "",
+            _user(h),
             str(c.password) if c.password is not None else "",
             "; ".join(c.trust_notes()),
         )

@@ -430,3 +430,22 @@ def test_ask_vault_pass_prompts_or_names_the_alternative() -> None:
     with pytest.raises(InputError) as info:
         collect_passwords([], [], True, None)
     assert "--vault-password-file" in str(info.value)
+
+
+@pytest.mark.usefixtures("ansible_available")
+def test_user_from_a_vault_file_is_masked_in_the_inventory_view(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    from tests.ansible_oracle import encrypt_file
+
+    hosts = write(tmp_path / "hosts.ini", "[adfs]\nadfs01.corp.example\n")
+    vault = write(tmp_path / "group_vars" / "adfs.yml", "ansible_user: CORP\\Zq7-vaulted-user\n")
+    password_file = write(tmp_path / "pw.txt", "Vault-Key-3\n")
+    encrypt_file(vault, password_file, tmp_path)
+    for fmt in ("text", "json"):
+        shown = run_cli(
+            "inventory", "-i", str(hosts), "--vault-password-file", str(password_file),
+            "--format", fmt,
+        )
+        assert shown.code == 0, shown.err
+        assert "Zq7-vaulted-user" not in shown.out + shown.err

@@ -725,7 +725,8 @@ def _connection(values: Mapping[str, Any]) -> Connection:
     )
 
 
-_VAULT_MASK: Final = "<vault secret>"
+#: How a value decrypted from a vault is shown.
+VAULT_MASK: Final = "<vault secret>"
 
 
 def _has_vault(state: _State, definition: VarDef) -> bool:
@@ -744,7 +745,7 @@ def _visible_vars(state: _State, effective: Vars, values: Mapping[str, Any]) -> 
         if isinstance(checked, Secret):
             value = checked
         elif definition.vault is not None or _has_vault(state, definition):
-            value = _VAULT_MASK
+            value = VAULT_MASK
         elif isinstance(checked, DirectorySettings) and isinstance(value, Mapping):
             if checked.bind_password is not None:
                 value = {**value, "bind_password": checked.bind_password}
