@@ -179,7 +179,18 @@ def replay(facts: FactsFile, inventory: Inventory | None, options: ScanOptions) 
         warnings = tuple(inventory.warnings)
     else:
         hosts = _select_recorded(facts.hosts, options.limit)
-        fleet = Fleet(hosts=hosts, directory=facts.directory, deployment=facts.deployment)
+        chosen = {h.name for h in hosts}
+        outside: dict[str, list[str]] = {}
+        for kept in facts.hosts:
+            if kept.name not in chosen:
+                for role in kept.roles:
+                    outside.setdefault(role, []).append(kept.name)
+        fleet = Fleet(
+            hosts=hosts,
+            directory=facts.directory,
+            deployment=facts.deployment,
+            outside_scope={role: tuple(names) for role, names in outside.items()},
+        )
         summaries = tuple(
             HostSummary(
                 name=h.name,

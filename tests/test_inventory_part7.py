@@ -120,9 +120,12 @@ def test_role_group_mapping_to_an_unknown_group_is_reported(tmp_path: Path) -> N
 # -- --limit: hosts, groups and roles; nothing invented outside it ---------------------------
 
 
-def test_limit_by_role_never_fails_directory_sync_outside_the_limit(run_cli: Run) -> None:
+@pytest.mark.parametrize("inventory", [("-i", LAB), ()])
+def test_limit_by_role_never_fails_directory_sync_outside_the_limit(
+    run_cli: Run, inventory: tuple[str, ...]
+) -> None:
     result = run_cli(
-        "scan", "-i", LAB, "--replay", FACTS, "--limit", "adfs", "--format", "json",
+        "scan", *inventory, "--replay", FACTS, "--limit", "adfs", "--format", "json",
         "--no-history",
     )
     document = json.loads(result.out)
