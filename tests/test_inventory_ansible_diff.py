@@ -343,3 +343,59 @@ def test_templates_resolve_as_ansible_resolves_them(tmp_path: Path, vault_file: 
         assert ours == resolved[host.name], host.name
         # Variables the agent does not read are left as written.
         assert host.vars["unrelated"] == "{{ inventory_hostname | upper }}"
+
+
+def test_ini_forward_declarations_repeated_hosts_and_ports(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "hosts": """
+                [top:children]
+                middle
+                [middle:vars]
+                level=middle
+                [middle:children]
+                leaf
+                [leaf]
+                h1 level=host
+                h2:2222
+                10.0.0.[1:3]
+                [other]
+                h1
+                [::1]:5986
+                [leaf:vars]
+                level=leaf
+                [top:vars]
+                level=top
+                [all:vars]
+                level=all
+                """,
+            "group_vars/middle.yml": "gv: middle\n",
+            "group_vars/leaf/main.yml": "gv: leaf\n",
+        },
+    )
+    assert_same_as_ansible(tmp_path, ["hosts"])
+
+
+def test_yaml_ports_single_names_and_vars_of_vault_encrypted_host_vars(
+    tmp_path: Path, vault_file: Path
+) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "inv.yaml": """
+                adfs:
+                  hosts:
+                    adfs01.corp.example:5986:
+                    adfs02.corp.example:
+                      ansible_port: 15986
+                  children: mfa_server
+                mfa_server:
+                  hosts: mfa01.corp.example
+                """,
+            "host_vars/adfs02.corp.example/vault.yml": "ansible_password: Pw-HostVars\n",
+            "host_vars/adfs02.corp.example/plain.yml": "plain: 1\n",
+        },
+    )
+    encrypt_file(tmp_path / "host_vars/adfs02.corp.example/vault.yml", vault_file, tmp_path)
+    assert_same_as_ansible(tmp_path, ["inv.yaml"], vault_file)
