@@ -112,3 +112,28 @@ def test_json_list_shaped_documents(body: dict[Any, Any], meta: Any, vault: bool
         meta = {k: {"__ansible_vault": "$ANSIBLE_VAULT;1.1;AES256\nzz"} for k in meta}
     document["_meta"] = {"hostvars": meta, "profile": "inventory_legacy"}
     _load("inventory.json", json.dumps(document).encode())
+
+
+def _reference(text: str) -> Any:
+    """ansible-core's reading of an INI value: `ast.literal_eval`, else the text."""
+    import ast
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    return value
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"-?[0-9a-zA-Z_.]{0,12}", fullmatch=True))
+def test_ini_fast_paths_read_values_as_literal_eval_does(text: str) -> None:
+    expected = _reference(text)
+    if isinstance(expected, (int, float, bool, str)) or expected is None:
+        value = parse_value(text)
+        assert (type(value) is type(expected) and value == expected) or (
+            value != value and expected != expected  # NaN
+        )

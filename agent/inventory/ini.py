@@ -42,8 +42,18 @@ def _split(line: str) -> list[str]:
     return shlex.split(line, comments=True)
 
 
+#: Values whose reading is known without the Python parser: a plain decimal integer, or a
+#: word or dotted address that no Python literal can be (``True``/``False``/``None`` aside).
+_PLAIN_INT: Final = re.compile(r"(?:0|-?[1-9][0-9]{0,17})")
+_PLAIN_TEXT: Final = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_.-]*|[0-9]+(?:\.[0-9]+){2,})")
+
+
 def parse_value(text: str) -> Any:
     """An INI value as ansible-core reads it: a Python literal when it is one, else the text."""
+    if _PLAIN_INT.fullmatch(text):
+        return int(text)
+    if _PLAIN_TEXT.fullmatch(text) and text not in ("True", "False", "None"):
+        return text
     value: Any = text
     if len(text) <= MAX_VALUE_CHARS:
         try:
