@@ -399,3 +399,10 @@ def test_yaml_ports_single_names_and_vars_of_vault_encrypted_host_vars(
     )
     encrypt_file(tmp_path / "host_vars/adfs02.corp.example/vault.yml", vault_file, tmp_path)
     assert_same_as_ansible(tmp_path, ["inv.yaml"], vault_file)
+
+
+def test_vault_encrypted_inventory_file(tmp_path: Path, vault_file: Path) -> None:
+    write_tree(tmp_path, INI_BASIC)
+    encrypt_file(tmp_path / "hosts", vault_file, tmp_path)
+    assert (tmp_path / "hosts").read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    assert_same_as_ansible(tmp_path, ["hosts"], vault_file)

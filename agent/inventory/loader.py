@@ -166,7 +166,7 @@ def _prepare(
         raise InventoryError([Problem("<arguments>", "no inventory given")])
     state = _State(paths[0], vault if vault is not None else VaultKeys(), tuple(paths))
     tree = Tree()
-    sources = read_sources(paths, tree)
+    sources = read_sources(paths, tree, state.keys)
     state.sources.extend(sources.files)
     state.problems.extend(sources.problems)
     state.problems.extend(tree.problems)

@@ -21,6 +21,14 @@ from agent.errors import Problem
 from agent.inventory.ini import parse_ini
 from agent.inventory.jsonlist import is_list_output, parse_list_output
 from agent.inventory.parse import Tree, parse_tree
+from agent.inventory.vault import (
+    VAULT_OPTIONS,
+    NoPassword,
+    VaultFormatError,
+    VaultKeys,
+    WrongPassword,
+    is_vault_text,
+)
 from agent.inventory.yamlload import SourceFile, YamlMap, parse_source_text, read_file
 
 #: Ansible's INVENTORY_IGNORE_EXTS (REJECT_EXTS + .orig, .cfg, .retry) and always-ignored names.
@@ -63,9 +71,13 @@ def _inventory_files(path: Path, sources: Sources, depth: int = 0) -> list[Path]
     return result
 
 
-def read_sources(paths: list[Path], tree: Tree) -> Sources:
-    """Read every source in `paths` into `tree`; what was read, and vars-file bases."""
+def read_sources(paths: list[Path], tree: Tree, keys: VaultKeys | None = None) -> Sources:
+    """Read every source in `paths` into `tree`; what was read, and vars-file bases.
+
+    A vault-encrypted inventory file is decrypted with `keys`, as Ansible does.
+    """
     sources = Sources()
+    keys = keys if keys is not None else VaultKeys()
     for path in paths:
         if not os.path.lexists(path):
             missing = "cannot read: no such inventory file or directory"
@@ -76,20 +88,25 @@ def read_sources(paths: list[Path], tree: Tree) -> Sources:
         if path.is_dir() and not files:
             sources.problems.append(Problem(str(path), "the directory holds no inventory file"))
         for file in files:
-            _read_one(file, tree, sources)
+            _read_one(file, tree, sources, keys)
         if base in sources.bases:
             sources.bases.remove(base)  # applying it again later is the same as applying it last
         sources.bases.append(base)
     return sources
 
 
-def _read_one(path: Path, tree: Tree, sources: Sources) -> None:
+def _read_one(path: Path, tree: Tree, sources: Sources, keys: VaultKeys) -> None:
     source = read_file(path, parse=False)
     sources.files.append(source)
     if source.text is None:
         sources.problems.extend(source.parsed.problems)
         return
     file = str(path)
+    if is_vault_text(source.text):
+        text = _decrypt(path, source.text, keys, sources)
+        if text is None:
+            return
+        source.text = text
     if path.suffix.lower() in _YAML_EXTENSIONS:
         parsed = parse_source_text(source.text, path)
         source.parsed = parsed
@@ -112,3 +129,18 @@ def _read_one(path: Path, tree: Tree, sources: Sources) -> None:
             return
     sources.formats[file] = "ini"
     parse_ini(source.text, file, tree)
+
+
+def _decrypt(path: Path, text: str, keys: VaultKeys, sources: Sources) -> str | None:
+    try:
+        return keys.decrypt(text).decode("utf-8")
+    except NoPassword:
+        message = f"is vault-encrypted and no vault password was given: use {VAULT_OPTIONS}"
+    except WrongPassword:
+        message = "is vault-encrypted and no vault password given decrypts it"
+    except VaultFormatError as exc:
+        message = f"is not a valid vault file: {exc}"
+    except UnicodeDecodeError:
+        message = "decrypts to text that is not UTF-8"
+    sources.problems.append(Problem(str(path), message))
+    return None
