@@ -452,3 +452,20 @@ def test_user_from_a_vault_file_is_masked_in_the_inventory_view(
         )
         assert shown.code == 0, shown.err
         assert "Zq7-vaulted-user" not in shown.out + shown.err
+
+
+def test_secret_references_round_trip_without_the_value() -> None:
+    from agent.inventory.templates import Secret
+
+    env = Secret.from_env("MFA_PW")
+    assert env.reference() == "env:MFA_PW"
+    assert Secret.from_reference("env:MFA_PW") == env
+    assert Secret.inline("x").reference() is None
+    vault = Secret.from_reference("$ANSIBLE_VAULT;1.1;AES256\nab", lambda text: "plain")
+    assert vault.source == "vault" and vault.reveal() == "plain" and str(vault) == "<vault secret>"
+    undecrypted = Secret.from_reference("$ANSIBLE_VAULT;1.1;AES256\nab")
+    assert not undecrypted.is_available()
+    with pytest.raises(InputError):
+        undecrypted.reveal()
+    with pytest.raises(ValueError, match="env:NAME"):
+        Secret.from_reference("hunter2")

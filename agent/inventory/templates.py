@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from agent.errors import InputError, Problem
@@ -92,6 +93,18 @@ class Secret:
     def from_vault(cls, ciphertext: str, value: str | None = None) -> Secret:
         """An Ansible Vault secret: its ciphertext, and the plaintext when decrypted here."""
         return cls(ciphertext=ciphertext, value=value)
+
+    @classmethod
+    def from_reference(
+        cls, reference: str, decrypt: Callable[[str], str] | None = None
+    ) -> Secret:
+        """The secret a `reference` stands for: ``env:NAME``, or a vault ciphertext (decrypted
+        with `decrypt` when given, e.g. with the worker's own vault password)."""
+        if reference.startswith("env:") and reference[4:]:
+            return cls.from_env(reference[4:])
+        if reference.lstrip().startswith("$ANSIBLE_VAULT;"):
+            return cls.from_vault(reference, decrypt(reference) if decrypt else None)
+        raise ValueError("a secret reference is env:NAME or an $ANSIBLE_VAULT ciphertext")
 
     @property
     def source(self) -> SecretSource:
