@@ -351,8 +351,8 @@ def test_range_bomb_is_refused_before_expansion(tmp_path: Path) -> None:
     started = time.process_time()
     with pytest.raises(InventoryError) as info:
         load_inventory(hosts)
-    # A bound that only catches a regression (expanding 3,000,000 names takes seconds).
-    assert time.process_time() - started < 5
+    # A bound that only catches a regression (expanding even 100,000 names takes seconds).
+    assert time.process_time() - started < 1  # about 0.05 s: counted, never expanded
     assert "more than 100,000 hosts" in str(info.value)
 
 

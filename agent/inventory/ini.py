@@ -22,7 +22,15 @@ from typing import Any, Final
 
 from agent.errors import Problem
 from agent.inventory.model import Location
-from agent.inventory.parse import GroupNode, Tree, VarDef, add_host_pattern, set_var
+from agent.inventory.parse import (
+    GroupNode,
+    Tree,
+    VarDef,
+    add_host_pattern,
+    check_budget,
+    pattern_size,
+    set_var,
+)
 
 _COMMENT_MARKERS: Final = (";", "#")
 _SECTION: Final = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
@@ -101,8 +109,11 @@ class _IniParser:
     def parse(self, text: str) -> None:
         self.tree.groups.setdefault("all", GroupNode("all", Location(self.file, None)))
         self.tree.groups.setdefault("ungrouped", GroupNode("ungrouped", Location(self.file, None)))
+        lines = text.splitlines()
+        if not check_budget(self.tree, self.file, _host_count(lines)):
+            return
         group, state = "ungrouped", "hosts"
-        for number, raw in enumerate(text.splitlines(), start=1):
+        for number, raw in enumerate(lines, start=1):
             line = raw.strip()
             if not line or line[0] in _COMMENT_MARKERS:
                 continue
@@ -215,6 +226,21 @@ class _IniParser:
             self.pending[child] = ("children", number, [group])
         else:
             pending[2].append(group)
+
+
+def _host_count(lines: list[str]) -> int:
+    """Host names the host lines write (ranges counted, nothing expanded)."""
+    total, state = 0, "hosts"
+    for raw in lines:
+        line = raw.strip()
+        if not line or line[0] in _COMMENT_MARKERS:
+            continue
+        section = _SECTION.match(line)
+        if section:
+            state = section.group(2) or "hosts"
+        elif state == "hosts" and not (line.startswith("[") and line.endswith("]")):
+            total += pattern_size(line.split(None, 1)[0])
+    return total
 
 
 def parse_ini(text: str, file: str, tree: Tree) -> None:

@@ -14,7 +14,15 @@ from typing import Any, Final
 
 from agent.errors import Problem
 from agent.inventory.model import Location
-from agent.inventory.parse import GroupNode, Tree, VarDef, add_host_pattern, set_var
+from agent.inventory.parse import (
+    GroupNode,
+    Tree,
+    VarDef,
+    add_host_pattern,
+    check_budget,
+    pattern_size,
+    set_var,
+)
 from agent.inventory.settings import INVENTORY_WIDE
 from agent.inventory.yamlload import Tagged, YamlMap, YamlSeq, kind_of, line_of
 
@@ -65,6 +73,15 @@ class _ListReader:
 
     def read(self, data: YamlMap) -> None:
         self.group("all", None)
+        listed = sum(
+            pattern_size(host)
+            for body in data.values()
+            if isinstance(body, dict) and isinstance(body.get("hosts"), list)
+            for host in body["hosts"]
+            if isinstance(host, str)
+        )
+        if not check_budget(self.tree, self.file, listed):
+            return
         meta = data.get("_meta")
         hostvars = meta.get("hostvars") if isinstance(meta, dict) else None
         if hostvars is not None and not isinstance(hostvars, dict):

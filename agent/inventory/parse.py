@@ -120,7 +120,7 @@ class _Parser:
             self.problem(
                 f"the inventory must be a mapping of groups (all: ...), not {kind_of(data)}", 1
             )
-        else:
+        elif check_budget(self.tree, self.file, yaml_host_count(data)):
             for name, body in data.items():
                 self.group_entry(name, body, data.line_of(name), None)
         self.group("ungrouped", None)
@@ -266,6 +266,55 @@ def valid_host_name(tree: Tree, file: str, name: str, line: int | None) -> bool:
         )
         return False
     return True
+
+
+def pattern_size(pattern: str) -> int:
+    """How many hosts `pattern` names (0 when it is malformed: reported when it is added)."""
+    try:
+        return count(split_port(pattern)[0])
+    except RangeError:
+        return 0
+
+
+def check_budget(tree: Tree, file: str, total: int) -> bool:
+    """Whether `total` more host names fit the inventory's budget; a problem when not.
+
+    Called with a whole file's count before any of it is expanded, so an inventory naming
+    millions of hosts is refused at once.
+    """
+    if tree.expanded + total <= MAX_HOSTS:
+        return True
+    tree.over_budget = True
+    tree.problems.append(
+        Problem(
+            file,
+            f"the inventory names more than {MAX_HOSTS:,} hosts ({tree.expanded + total:,}, "
+            "host ranges counted before expanding, repeats included)",
+        )
+    )
+    return False
+
+
+def yaml_host_count(data: Any) -> int:
+    """Host names a parsed YAML inventory writes (ranges counted, nothing expanded)."""
+    total = 0
+    stack = [data]
+    while stack:
+        group = stack.pop()
+        if not isinstance(group, dict):
+            continue
+        for body in group.values():
+            if not isinstance(body, dict):
+                continue
+            hosts = body.get("hosts")
+            if isinstance(hosts, str):
+                total += pattern_size(hosts)
+            elif isinstance(hosts, dict):
+                total += sum(pattern_size(p) for p in hosts if isinstance(p, str))
+            children = body.get("children")
+            if isinstance(children, dict):
+                stack.append(children)
+    return total
 
 
 def add_host_pattern(
