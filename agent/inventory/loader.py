@@ -630,13 +630,13 @@ def _usable_connection(
     """Why mfa-agent cannot read this host (not WinRM, nor SSH to a Windows shell), or None.
 
     Hosts the agent does not read may use any connection; for a host with a role it is a
-    problem where the variable is written.
+    problem where the variable is written (a shell other than powershell/cmd too).
     """
     kind = values.get("ansible_connection", "winrm")
     shell = values.get("ansible_shell_type", "powershell")
     if kind not in _KINDS:
         key, why = "ansible_connection", f"must be one of {', '.join(_KINDS)}, not '{kind[:40]}'"
-    elif kind == "ssh" and shell not in _SHELLS:
+    elif shell not in _SHELLS and (kind == "ssh" or roles):
         key, why = "ansible_shell_type", f"must be one of {', '.join(_SHELLS)}, not '{shell[:40]}'"
     else:
         return None
