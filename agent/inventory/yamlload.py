@@ -327,7 +327,7 @@ def read_source(path: Path) -> SourceFile:
     try:
         data = read_regular_file(path, MAX_FILE_BYTES)
     except UnreadableFile as exc:
-        problem = Problem(file, f"cannot read: {exc.reason}")
+        problem = Problem(file, f"cannot read file: {exc.reason}")
         return SourceFile(path, None, Parsed(None, [problem]))
     try:
         text = data.decode("utf-8")
