@@ -469,3 +469,21 @@ def test_secret_references_round_trip_without_the_value() -> None:
         undecrypted.reveal()
     with pytest.raises(ValueError, match="env:NAME"):
         Secret.from_reference("hunter2")
+
+
+def test_piped_history_prints_whole_inventory_paths(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    inventory = deep / "lab.yaml"
+    inventory.write_text(Path(LAB).read_text(encoding="utf-8"), encoding="utf-8")
+    db = tmp_path / "history.sqlite3"
+    env = {**os.environ, "COLUMNS": "80"}
+    scan = [sys.executable, "-m", "agent", "scan", "-i", str(inventory), "--replay", FACTS,
+            "--db", str(db), "-q"]
+    assert subprocess.run(scan, capture_output=True, check=False, env=env).returncode == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "history", "--db", str(db)],
+        capture_output=True, text=True, check=False, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(inventory) in done.stdout
