@@ -92,6 +92,7 @@ def windows_release(version: WindowsVersion, product_type: int) -> str:
         g.REF_WIN32_OS,
         g.REF_SERVER_RELEASES,
     ),
+    facts=("os",),
 )
 def adfs_os_version(host: HostFacts) -> Outcome:
     """PASS when ProductType is a server (2 or 3) and Version >= 6.3.9600.
@@ -166,6 +167,7 @@ def adfs_os_version(host: HostFacts) -> Outcome:
         "remove it from the inventory's adfs group."
     ),
     references=(g.REF_MFA_SERVER_ADFS, g.REF_ADFS_REQUIREMENTS),
+    facts=("adfs",),
 )
 def adfs_role_running(host: HostFacts) -> Outcome:
     """PASS when the ADFS-Federation feature is Installed and the adfssrv service is Running.
@@ -271,6 +273,7 @@ def _adapter_outcome(
         "additional authentication method in the global authentication policy."
     ),
     references=(g.REF_MFA_SERVER_ADFS, g.REF_ADFS_AZURE_MFA, g.REF_GET_ADFS_PROVIDER),
+    facts=("adfs_providers",),
 )
 def adfs_adapter_registered(fleet: Fleet) -> Iterable[Finding]:
     """One finding per AD FS node: PASS when its providers include an Azure MFA adapter.

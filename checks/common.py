@@ -46,6 +46,7 @@ from checks import _guidance as g
         g.REF_ADFS_AZURE_MFA,
         g.REF_NPS_EXTENSION,
     ),
+    facts=("mfa_server",),
 )
 def mfa_server_retired(host: HostFacts) -> Outcome:
     """FAIL when the ``mfa_server`` fact says MFA Server is installed, with what was found.
@@ -114,6 +115,7 @@ def parse_utc(text: str) -> datetime | None:
         "skew is measured against the agent's clock: check that one too."
     ),
     references=(g.REF_CLOCK_TOLERANCE, g.REF_W32TM),
+    facts=("clock",),
 )
 def clock_skew(host: HostFacts) -> Outcome:
     """PASS when ``|host_utc - agent_utc|`` is within the inventory's ``clock_skew_max_seconds``.

@@ -149,6 +149,7 @@ def _sync_host_outcome(host: HostFacts, syncing: bool) -> Outcome:
         "tenant."
     ),
     references=(g.REF_AAD_CONNECT, g.REF_GUIDE),
+    facts=("adsync",),
 )
 def directory_sync_component(fleet: Fleet) -> Iterable[Finding]:
     """Judge the declared ``directory_sync`` against the ``aad_connect`` hosts.

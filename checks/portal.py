@@ -35,6 +35,7 @@ INSTALL_PAGE_MIN_IIS: Final = 7
         "IIS 6 and earlier only run on Windows Server 2003 or older, which are out of support."
     ),
     references=(g.REF_USER_PORTAL, g.REF_MFA_SERVER_DEPLOY),
+    facts=("iis",),
 )
 def portal_iis_version(host: HostFacts) -> Outcome:
     """PASS when IIS is installed with major version >= 6.
@@ -94,6 +95,7 @@ ASPNET_V2: Final = "2.0.50727"
         "aspnet_regiis.exe -lv lists 2.0.50727.0 as Valid."
     ),
     references=(g.REF_USER_PORTAL,),
+    facts=("aspnet_v2",),
 )
 def portal_aspnet_v2(host: HostFacts) -> Outcome:
     """PASS when ASP.NET 2.0.50727 is installed (registry) and registered with IIS.
@@ -182,6 +184,7 @@ def place(
         "IPv4 and IPv6) so this check can verify the placement."
     ),
     references=(g.REF_USER_PORTAL,),
+    facts=("ip_addresses",),
 )
 def portal_in_perimeter(host: HostFacts) -> Outcome:
     """PASS when every address (loopback and link-local left out) is in a perimeter network.

@@ -329,37 +329,30 @@ def terminal_trust_notes(text: str) -> dict[str, set[str]]:
 
 # -- what the built-in lab yields ---------------------------------------------------------------
 
-#: Check id → status for every host of the built-in lab that answers (inventory/lab.yaml).
-BUILTIN_STATUSES: Final[dict[str, dict[str, str]]] = {
-    "adfs01.lab.example": {
-        "adfs-adapter-registered": "PASS", "adfs-os-version": "FAIL", "adfs-role-running": "PASS",
-        "adfs-service-account-in-phonefactor-admins": "MANUAL", "clock-skew": "PASS",
-        "mfa-server-retired": "PASS", "service-account-healthy": "MANUAL",
-    },
-    "adfs02.lab.example": {
-        "adfs-adapter-registered": "FAIL", "adfs-os-version": "PASS", "adfs-role-running": "PASS",
-        "adfs-service-account-in-phonefactor-admins": "MANUAL", "clock-skew": "PASS",
-        "mfa-server-retired": "PASS", "service-account-healthy": "MANUAL",
-    },
-    "mfa01.lab.example": {"clock-skew": "FAIL", "mfa-server-retired": "FAIL"},
-    "portal01.lab.example": {
-        "clock-skew": "PASS", "mfa-server-retired": "PASS", "portal-aspnet-v2": "FAIL",
-        "portal-iis-version": "PASS", "portal-in-perimeter": "FAIL",
-    },
-    "sync01.lab.example": {
-        "clock-skew": "PASS", "directory-sync-component": "PASS", "mfa-server-retired": "PASS",
-    },
-}
 #: Host → ErrorKind of the built-in lab's hosts that cannot be read.
 BUILTIN_HOST_ERRORS: Final[dict[str, str]] = {
     "mfa02.lab.example": "authentication-refused",
     "portal02.lab.example": "timed-out",
 }
+
+
+def _builtin_expectations() -> dict[str, dict[str, str]]:
+    from expectations import lab_statuses
+
+    from agent.lab import load_lab
+
+    return lab_statuses(load_lab())
+
+
+_BUILTIN: Final = _builtin_expectations()
+#: Check id → status for every host of the built-in lab that answers (inventory/lab.yaml),
+#: derived from its profiles and the catalogue (tests/expectations.py).
+BUILTIN_STATUSES: Final[dict[str, dict[str, str]]] = {
+    host: statuses for host, statuses in _BUILTIN.items() if host not in BUILTIN_HOST_ERRORS
+}
 #: Checks of the built-in lab's unreadable hosts (all ERROR).
 BUILTIN_ERROR_CHECKS: Final[dict[str, tuple[str, ...]]] = {
-    "mfa02.lab.example": ("clock-skew", "mfa-server-retired"),
-    "portal02.lab.example": ("clock-skew", "mfa-server-retired", "portal-aspnet-v2",
-                             "portal-iis-version", "portal-in-perimeter"),
+    host: tuple(sorted(_BUILTIN[host])) for host in BUILTIN_HOST_ERRORS
 }
 #: --limit that leaves out the built-in lab's hung host (a scan then takes about a second).
 WITHOUT_HUNG_HOST = "!portal02.lab.example"

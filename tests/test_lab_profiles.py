@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from agent.errors import InputError
-from agent.factscripts import SCRIPTS, by_name, encode_command
+from agent.factscripts import SCRIPTS, by_name, encode_command, fact
+from agent.inventory import load_inventory
 from agent.lab import HostProfile, builtin_profiles_dir, load_lab, load_profile
 from agent.lab.profiles import Faults
 from agent.lab.simulate import run_command_line, utc_o_format
@@ -46,9 +47,18 @@ def test_builtin_lab_matches_the_lab_inventory() -> None:
         assert lab.inventory_vars[key] == inventory["all"]["vars"][key]
 
 
+REGENERATE = "stale: regenerate it with `python -m agent.lab.record` (README, 'The simulated lab')"
+
+
 def test_builtin_lab_matches_the_recorded_facts() -> None:
+    """inventory/lab.facts.json is what the profiles (and the fact declarations) make today."""
     lab = load_lab()
-    recorded = json.loads((REPO / "inventory" / "lab.facts.json").read_text())["hosts"]
+    document = json.loads((REPO / "inventory" / "lab.facts.json").read_text())
+    recorded = document["hosts"]
+    assert set(recorded) == {h.name for h in lab.hosts}, REGENERATE
+    inventory = load_inventory(REPO / "inventory" / "lab.yaml")
+    assert document["inventory"] == {"path": "inventory/lab.yaml",
+                                     "digest": inventory.digest}, REGENERATE
     for host in lab.hosts:
         record = recorded[host.name]
         if record["error"] is not None:
@@ -65,7 +75,7 @@ def test_builtin_lab_matches_the_recorded_facts() -> None:
                 - dt.datetime.fromisoformat(clock["agent_utc"])).total_seconds()
         # Recorded from a live scan: the skew carries a few ms of command time.
         assert host.clock_skew_seconds == pytest.approx(skew, abs=1.0)
-        assert dict(host.facts) == {k: v["value"] for k, v in facts.items()}
+        assert dict(host.facts) == {k: v["value"] for k, v in facts.items()}, REGENERATE
 
 
 def test_builtin_highlights() -> None:
@@ -79,6 +89,19 @@ def test_builtin_highlights() -> None:
     assert (portal.facts["iis"]["major"], portal.facts["iis"]["minor"]) == (8, 5)
     assert lab.host("portal02.lab.example").faults.hang
     assert lab.host("sync01.lab.example").facts["adsync"] == {"service_status": "Running"}
+
+
+def test_a_profile_extends_the_healthy_base_host_of_a_role(tmp_path: Path) -> None:
+    text = ("name: h1.lab.example\naddress: 127.0.3.1\nextends: adfs\n"
+            "facts: {os: {version: '6.2.9200'}}\nfact_errors: {adfs_providers: denied}\n")
+    profile = load_profile(_profile(tmp_path, text))
+    assert profile.roles == ("adfs",)
+    healthy_os = dict(fact("os").healthy)  # type: ignore[union-attr]
+    assert profile.facts["os"] == {**healthy_os, "version": "6.2.9200"}
+    assert profile.facts["adfs"] == fact("adfs").healthy  # type: ignore[union-attr]
+    assert "adfs_providers" not in profile.facts
+    assert profile.fact_errors == {"adfs_providers": "denied"}
+    assert "clock" not in profile.facts  # computed by the lab
 
 
 # -- strict loading --
@@ -110,6 +133,9 @@ def test_a_good_profile_loads(tmp_path: Path) -> None:
     ("fact_errors: {os: ''}\n", "[fact_errors.os] the error must be a non-empty string"),
     ("clock_skew_seconds: soon\n", "[clock_skew_seconds] must be a number of seconds"),
     ("roles: [adfs]\n", "duplicate key"),
+    ("extends: toaster\n", "[extends] extends 'toaster', not a role"),
+    ("extends: adfs\nfacts: {os: {product_type: '3'}}\n",
+     "[facts.os] 'os' does not fit its schema at 'product_type': expected integer"),
 ])
 def test_profile_problems_name_file_line_and_key(tmp_path: Path, extra: str,
                                                  expected: str) -> None:

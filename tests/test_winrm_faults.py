@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import CliRun
+from expectations import SCRIPT_OF_FACT, check_facts, profile_statuses
 
-from agent.factscripts import SCRIPTS
 from agent.lab import Faults, load_lab
 
 pytest.register_assert_rewrite("labfixtures")  # before importing it: its helpers assert
@@ -37,25 +37,10 @@ Runner = Callable[..., CliRun]
 UseLab = Callable[[LabProcess], str]
 
 FAULTY, HEALTHY = "faulty.lab.example", "healthy.lab.example"
-#: What the healthy AD FS host (and a faulty one whose fault does not show) yields.
-HEALTHY_STATUSES = {
-    "adfs-adapter-registered": "PASS",
-    "adfs-os-version": "PASS",
-    "adfs-role-running": "PASS",
-    "adfs-service-account-in-phonefactor-admins": "MANUAL",
-    "clock-skew": "PASS",
-    "mfa-server-retired": "PASS",
-    "service-account-healthy": "MANUAL",
-}
-#: Checks of an AD FS host and the fact each reads (the others need a directory: MANUAL).
-CHECK_FACTS = {
-    "adfs-adapter-registered": "adfs_providers",
-    "adfs-os-version": "os",
-    "adfs-role-running": "adfs",
-    "clock-skew": "clock",
-    "mfa-server-retired": "mfa_server",
-}
-SCRIPT_OF_FACT = {fact: script.name for script in SCRIPTS for fact in script.facts}
+#: What the healthy AD FS host (and a faulty one whose fault does not show) yields, and the fact
+#: each of its checks reads first: derived from the profile and the catalogue.
+HEALTHY_STATUSES = profile_statuses(FAULT_PROFILES / "hang" / "healthy.yaml")
+CHECK_FACTS = check_facts(["adfs"])
 #: Options of the timed-out cases: the host deadline their message names.
 DEADLINE_3S = ("--host-timeout", "3", "--operation-timeout", "1", "--connect-timeout", "2")
 
