@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -336,6 +337,7 @@ BUILTIN_HOST_ERRORS: Final[dict[str, str]] = {
 }
 
 
+@functools.cache
 def _builtin_expectations() -> dict[str, dict[str, str]]:
     from expectations import lab_statuses
 
@@ -344,16 +346,19 @@ def _builtin_expectations() -> dict[str, dict[str, str]]:
     return lab_statuses(load_lab())
 
 
-_BUILTIN: Final = _builtin_expectations()
-#: Check id → status for every host of the built-in lab that answers (inventory/lab.yaml),
-#: derived from its profiles and the catalogue (tests/expectations.py).
-BUILTIN_STATUSES: Final[dict[str, dict[str, str]]] = {
-    host: statuses for host, statuses in _BUILTIN.items() if host not in BUILTIN_HOST_ERRORS
-}
-#: Checks of the built-in lab's unreadable hosts (all ERROR).
-BUILTIN_ERROR_CHECKS: Final[dict[str, tuple[str, ...]]] = {
-    host: tuple(sorted(_BUILTIN[host])) for host in BUILTIN_HOST_ERRORS
-}
+def __getattr__(name: str) -> Any:
+    """``BUILTIN_STATUSES``: check id → status for every host of the built-in lab that answers
+    (inventory/lab.yaml); ``BUILTIN_ERROR_CHECKS``: the checks of its unreadable hosts (all
+    ERROR). Derived from its profiles and the catalogue (tests/expectations.py), on first use, so
+    that the lab process this file also runs as does not pay for it."""
+    expected = _builtin_expectations()
+    if name == "BUILTIN_STATUSES":
+        return {h: s for h, s in expected.items() if h not in BUILTIN_HOST_ERRORS}
+    if name == "BUILTIN_ERROR_CHECKS":
+        return {h: tuple(sorted(expected[h])) for h in BUILTIN_HOST_ERRORS}
+    raise AttributeError(name)
+
+
 #: --limit that leaves out the built-in lab's hung host (a scan then takes about a second).
 WITHOUT_HUNG_HOST = "!portal02.lab.example"
 
@@ -361,7 +366,7 @@ WITHOUT_HUNG_HOST = "!portal02.lab.example"
 def assert_builtin_results(report: Report, hosts: Sequence[str] | None = None) -> None:
     """The report has the built-in lab's expected statuses and host errors, for `hosts`."""
     chosen = set(report.hosts) if hosts is None else set(hosts)
-    for host, statuses in BUILTIN_STATUSES.items():
+    for host, statuses in __getattr__("BUILTIN_STATUSES").items():
         if host in chosen:
             assert report.error(host) is None, (host, report.error(host))
             assert report.statuses(host) == statuses, host
@@ -369,7 +374,8 @@ def assert_builtin_results(report: Report, hosts: Sequence[str] | None = None) -
         if host in chosen:
             assert report.error(host), host
             assert report.host_error_kind(host) == kind, host
-            assert report.statuses(host) == dict.fromkeys(BUILTIN_ERROR_CHECKS[host], "ERROR")
+            errors = __getattr__("BUILTIN_ERROR_CHECKS")[host]
+            assert report.statuses(host) == dict.fromkeys(errors, "ERROR")
 
 
 # -- session fixtures (test modules load this file with ``pytest_plugins = ("labfixtures",)``) --

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from expectations import lab_statuses
 
 from agent.errors import InputError
 from agent.factscripts import SCRIPTS, by_name, encode_command, fact
@@ -243,3 +244,18 @@ def test_powershell_error_text_can_be_given() -> None:
     result = run_command_line(_host(powershell_error="Out of memory."), base.command_line())
     assert (result.stdout, result.exit_code) == (b"", 1)
     assert b'<S S="Error">Out of memory._x000D__x000A_</S>' in result.stderr
+
+
+def test_the_built_in_scenarios_show() -> None:
+    """What each built-in profile is there to show (its comment), evaluated in-process; the full
+    expected results are derived (tests/expectations.py), these are the scenarios' point."""
+    statuses = lab_statuses(load_lab())
+    assert statuses["adfs01.lab.example"]["adfs-os-version"] == "FAIL"  # 2012, not 2012 R2
+    assert statuses["adfs02.lab.example"]["adfs-adapter-registered"] == "FAIL"  # no adapter
+    assert statuses["mfa01.lab.example"]["mfa-server-retired"] == "FAIL"
+    assert statuses["mfa01.lab.example"]["clock-skew"] == "FAIL"  # 7.5 minutes fast
+    assert statuses["portal01.lab.example"]["portal-in-perimeter"] == "FAIL"
+    assert statuses["portal01.lab.example"]["portal-aspnet-v2"] == "FAIL"
+    assert statuses["sync01.lab.example"]["directory-sync-component"] == "PASS"
+    assert set(statuses["mfa02.lab.example"].values()) == {"ERROR"}  # refuses the password
+    assert set(statuses["portal02.lab.example"].values()) == {"ERROR"}  # never answers
