@@ -1,13 +1,25 @@
 """The guidance the checks enforce, written once: quoted sentences, sources, notes, references.
 
 Quotes are verbatim. Those from the guidance document are the rendered text of
-``multi-factor-authentication-security-best-practices.md`` (a Markdown link ``[text](url)`` reads
-as ``text``), typos included: a report reader must find the sentence where we say it is.
+``docs/guidance/multi-factor-authentication-security-best-practices.md`` (vendored, CC BY 4.0; a
+Markdown link ``[text](url)`` reads as ``text``), typos included: a report reader must find the
+sentence where we say it is. A check whose sentence comes from another Microsoft document has a
+source made with `cite`, which records the document's address: the tests verify guide quotes
+against the vendored text and require a cited document among the check's references.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+#: Source string → address of the Microsoft document it names (sources made with `cite`).
+CITED: Final[dict[str, str]] = {}
+
+
+def cite(source: str, url: str) -> str:
+    """A source naming a Microsoft document other than the guidance, recorded with its address."""
+    CITED[source] = url
+    return source
 
 #: The document every check but `mfa-server-retired` answers to (Microsoft, 2018).
 GUIDE_TITLE: Final = (
@@ -33,10 +45,11 @@ SECTION_APP_PASSWORDS: Final = guide_section(
 )
 
 #: Where the retirement sentence comes from (it is not in the 2018 guidance).
-SOURCE_RETIREMENT: Final = (
+SOURCE_RETIREMENT: Final = cite(
     "Microsoft's MFA Server deprecation notice (September 2022), on every Azure Multi-Factor "
     "Authentication Server page of Microsoft Learn, e.g. 'Configure Azure Multi-Factor "
-    "Authentication Server for high availability'"
+    "Authentication Server for high availability'",
+    "https://learn.microsoft.com/en-us/entra/identity/authentication/howto-mfaserver-deploy",
 )
 
 # -- Quoted sentences -----------------------------------------------------------------------------

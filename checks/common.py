@@ -41,6 +41,7 @@ from checks import _guidance as g
         "and the Web Service SDK from Programs and Features on every host."
     ),
     references=(
+        g.REF_MFA_SERVER_DEPLOY,
         g.REF_MFA_SERVER_MIGRATE,
         g.REF_MFA_SERVER_MIGRATION_UTILITY,
         g.REF_ADFS_AZURE_MFA,

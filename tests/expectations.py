@@ -22,7 +22,6 @@ from agent.lab import LabDefinition, load_lab
 from agent.lab.profiles import HostProfile
 from agent.lab.simulate import fact_entries
 from agent.registry import load_catalogue
-from agent.roles import ANY_ROLE
 
 #: Fault switches that keep a host from being read at all.
 UNREADABLE_FAULTS = ("wrong_password", "hang", "reset", "wsman_fault", "slow_seconds")
@@ -80,8 +79,19 @@ def profile_statuses(profile: Path) -> dict[str, str]:
             if r.target == host.name}
 
 
-def check_facts(roles: Iterable[str]) -> dict[str, str]:
-    """Check id → the fact it reads first, for the checks of a host with `roles` that read one."""
-    wanted = {*roles, ANY_ROLE}
-    return {c.meta.id: c.facts[0] for c in load_catalogue()
-            if c.facts and wanted.intersection(c.meta.roles)}
+def check_facts(profile: Path) -> dict[str, str]:
+    """Check id → the fact whose absence makes it an ERROR, on the host of `profile` (checks that
+    need more, such as a directory, and read nothing here are left out). Among a check's declared
+    facts (``facts=``) the first that errs it is taken, in script order."""
+    lab = load_lab(profile.parent)
+    host = host_facts(next(h for h in lab.hosts if Path(h.source) == profile), lab.inventory_vars)
+    checks = [c for c in load_catalogue() if c.facts]
+    found: dict[str, str] = {}
+    for fact in host.facts:
+        without = {k: v for k, v in host.facts.items() if k != fact}
+        fleet = Fleet(hosts=(HostFacts(name=host.name, roles=host.roles, address=host.address,
+                                       declared=host.declared, facts=without),))
+        for result in evaluate([c for c in checks if fact in c.facts], fleet):
+            if result.target == host.name and result.evidence.get("fact") == fact:
+                found.setdefault(result.check_id, fact)
+    return found

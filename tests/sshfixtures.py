@@ -724,7 +724,9 @@ HEALTHY: Final = "healthy.lab.example"
 HEALTHY_STATUSES: Final[dict[str, str]] = profile_statuses(
     Path(__file__).resolve().parent / "data" / "lab-faults" / "hang" / "healthy.yaml"
 )
-CHECK_FACTS: Final[dict[str, str]] = check_facts(["adfs"])
+CHECK_FACTS: Final[dict[str, str]] = check_facts(
+    Path(__file__).resolve().parent / "data" / "lab-faults" / "hang" / "healthy.yaml"
+)
 
 
 def expected_facts(profile: Path) -> dict[str, Any]:

@@ -193,4 +193,4 @@ def test_parser_findings_on_todays_scripts() -> None:
     for path in PS1_FILES:
         tree = parse(path.read_text(encoding="utf-8"))
         findings[path.name] = [str(f) for f in syntax_errors(tree) + newer_constructs(tree)]
-    assert findings == dict.fromkeys((p.name for p in PS1_FILES), [])
+    assert findings == {p.name: [] for p in PS1_FILES}

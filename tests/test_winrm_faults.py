@@ -40,7 +40,7 @@ FAULTY, HEALTHY = "faulty.lab.example", "healthy.lab.example"
 #: What the healthy AD FS host (and a faulty one whose fault does not show) yields, and the fact
 #: each of its checks reads first: derived from the profile and the catalogue.
 HEALTHY_STATUSES = profile_statuses(FAULT_PROFILES / "hang" / "healthy.yaml")
-CHECK_FACTS = check_facts(["adfs"])
+CHECK_FACTS = check_facts(FAULT_PROFILES / "hang" / "healthy.yaml")
 #: Options of the timed-out cases: the host deadline their message names.
 DEADLINE_3S = ("--host-timeout", "3", "--operation-timeout", "1", "--connect-timeout", "2")
 
