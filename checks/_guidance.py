@@ -71,6 +71,14 @@ QUOTE_ADFS_FIRST_STEP: Final = (
     "If you are securing Azure AD resources using Active Directory Federation Services (AD FS), "
     "then the first verification step is performed on-premises using AD FS."
 )
+QUOTE_ADFS_TWO_STEPS: Final = (
+    f"{QUOTE_ADFS_FIRST_STEP} The second step is performed on-premises by honoring the claim."
+)
+QUOTE_ADFS_FEDERATED: Final = (
+    "Azure Multi-Factor Authentication Server can secure cloud resources and on-premises "
+    "resources by using federation. You must have AD FS and have it federated with your Azure AD "
+    "tenant."
+)
 QUOTE_PHONEFACTOR_VERIFY: Final = (
     "Verify that the PhoneFactor Admins group was created on your domain controller, and that the "
     "AD FS service account is a member of this group."
@@ -120,6 +128,27 @@ NOTE_ASPNET: Final = (
 NOTE_RETIREMENT: Final = (
     "Microsoft stopped offering MFA Server to new customers on 2019-07-01; from 2024-09-30 it no "
     "longer services MFA requests, so an installed MFA Server is critical whatever else passes."
+)
+NOTE_ADAPTER_NAMES: Final = (
+    "MFA Server's AD FS adapter registers as WindowsAzureMultiFactorAuthentication or "
+    "AzureMfaServerAuthentication depending on its version (Microsoft's MFA Server upgrade "
+    "guide); both are judged alike. An AD FS farm still using it is part of the retired MFA "
+    "Server estate (no MFA requests serviced since 2024-09-30): the way out is the built-in "
+    "AzureMfaAuthentication adapter of AD FS 2016 and later. Registration is farm-wide "
+    "configuration; MFA Server's adapter must also be installed on every node (its assembly in "
+    "the GAC), which is read per node."
+)
+NOTE_MFA_POLICY: Final = (
+    "The guidance's second step happens only when AD FS asks for it: an MFA adapter must be an "
+    "additional authentication method of the global policy, and a rule (global, per relying "
+    "party, or an access control policy) must require multiple authentication "
+    "(http://schemas.microsoft.com/claims/multipleauthn). Registration alone protects nothing."
+)
+NOTE_TRUSTED_IPS: Final = (
+    "'The company's local intranet': a trusted range must lie inside the networks the inventory "
+    "declares as the organisation's own (mfa_networks, perimeter or internal); without declared "
+    "networks only ranges wider than any organisation's (/0, public blocks wider than /8 or /32) "
+    "fail."
 )
 NOTE_CLOCK: Final = (
     "The guidance has no sentence on time; this check is a prerequisite of the sentence quoted. "
@@ -177,3 +206,16 @@ REF_W32TM: Final = (
     "windows-time-service-tools-and-settings"
 )
 REF_ADFS_TOOLBOX: Final = "https://github.com/microsoft/adfsToolbox"
+REF_MFA_SERVER_UPGRADE: Final = (
+    f"{_LEARN}/entra/identity/authentication/howto-mfaserver-deploy-upgrade"
+)
+REF_ADFS_ACCESS_POLICIES: Final = (
+    f"{_LEARN}/windows-server/identity/ad-fs/operations/access-control-policies-in-ad-fs"
+)
+REF_ADFS_ADDITIONAL_RULE: Final = (
+    f"{_LEARN}/powershell/module/adfs/set-adfsadditionalauthenticationrule"
+)
+REF_AAD_FEDERATION: Final = (
+    f"{_LEARN}/entra/identity/hybrid/connect/how-to-connect-fed-management"
+)
+REF_RELYING_PARTY: Final = f"{_LEARN}/powershell/module/adfs/get-adfsrelyingpartytrust"

@@ -63,6 +63,19 @@ class Fact:
 
 
 _NO_MFA_SERVER = {"installed": False, "display_name": None, "version": None, "install_path": None}
+#: The relying party trust Azure AD's federation creates (Convert-MsolDomainToFederated).
+_MICROSOFT_ONLINE = {
+    "name": "Microsoft Office 365 Identity Platform",
+    "enabled": True,
+    "identifiers": ["https://login.microsoftonline.com/extSTS.srf",
+                    "urn:federation:MicrosoftOnline"],
+    "additional_rules": (
+        'c:[Type == "http://schemas.microsoft.com/ws/2012/01/insidecorporatenetwork", '
+        'Value == "false"] => issue(Type = "http://schemas.microsoft.com/ws/2008/06/identity/'
+        'claims/authenticationmethod", Value = "http://schemas.microsoft.com/claims/multipleauthn");'
+    ),
+    "access_control_policy": None,
+}
 _ASPNET_V2_LINE = (
     "2.0.50727.0\tValid\tC:\\Windows\\Microsoft.NET\\Framework64\\v2.0.50727\\aspnet_isapi.dll"
 )
@@ -140,6 +153,40 @@ FACTS: Final[tuple[Fact, ...]] = (
         ),
     ),
     Fact(
+        "adfs_adapter_install", "adfs",
+        Obj({"product": Opt(STR), "version": Opt(STR), "gac_assemblies": ListOf(STR)}),
+        "MFA Server's AD FS adapter installed on this node (installation is per node; its "
+        "registration, adfs_providers, is farm-wide): the uninstall entry like "
+        "'*Multi-Factor Authentication*AD FS*' (DisplayName, DisplayVersion) and the "
+        "'*MultiFactorAuthentication*' assemblies in %WINDIR%\\Microsoft.NET\\assembly\\GAC_MSIL.",
+        (
+            {"product": None, "version": None, "gac_assemblies": []},
+            {"product": "Multi-Factor Authentication AD FS Adapter", "version": "8.0.1.1",
+             "gac_assemblies": ["MultiFactorAuthenticationAdfsAdapter"]},
+        ),
+    ),
+    Fact(
+        "adfs_policy", "adfspolicy",
+        Obj({
+            "additional_providers": ListOf(STR),
+            "additional_rule": Opt(STR),
+            "relying_parties": ListOf(Obj({
+                "name": STR, "enabled": BOOL, "identifiers": ListOf(STR),
+                "additional_rules": Opt(STR), "access_control_policy": Opt(STR),
+            })),
+        }),
+        "The farm's authentication policy: the global policy's AdditionalAuthenticationProvider "
+        "(Get-AdfsGlobalAuthenticationPolicy), the global additional authentication rule "
+        "(Get-AdfsAdditionalAuthenticationRule), and per relying party trust "
+        "(Get-AdfsRelyingPartyTrust) its Name, Enabled, Identifier, "
+        "AdditionalAuthenticationRules and AccessControlPolicyName.",
+        (
+            {"additional_providers": ["AzureMfaAuthentication"], "additional_rule": None,
+             "relying_parties": [_MICROSOFT_ONLINE]},
+            {"additional_providers": [], "additional_rule": None, "relying_parties": []},
+        ),
+    ),
+    Fact(
         "iis", "portal",
         Obj({"installed": BOOL, "major": Opt(INT), "minor": Opt(INT),
              "feature_install_state": Opt(STR)}),
@@ -181,6 +228,7 @@ _BY_NAME: Final[Mapping[str, Fact]] = MappingProxyType({f.name: f for f in FACTS
 _SCRIPT_ROLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("base", (ANY_ROLE,)),
     ("adfs", (ADFS,)),
+    ("adfspolicy", (ADFS,)),
     ("portal", (USER_PORTAL,)),
     ("adsync", (AAD_CONNECT,)),
 )

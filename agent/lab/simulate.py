@@ -96,7 +96,7 @@ def _powershell_failure(profile: HostProfile) -> CommandResult:
     else:
         lines = _error_record(
             DEFAULT_POWERSHELL_ERROR,
-            "$r | ConvertTo-Json -Depth 4 -Compress",
+            "$r | ConvertTo-Json -Depth 8 -Compress",
             "InvalidOperation: (:) [], RuntimeException",
             "MethodInvocationNotSupportedInConstrainedLanguage",
         )
