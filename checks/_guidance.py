@@ -52,6 +52,13 @@ SOURCE_RETIREMENT: Final = cite(
     "https://learn.microsoft.com/en-us/entra/identity/authentication/howto-mfaserver-deploy",
 )
 
+#: The AD FS page on extranet lockout (Microsoft Learn).
+SOURCE_EXTRANET_LOCKOUT: Final = cite(
+    "Microsoft, 'AD FS Extranet Lockout and Extranet Smart Lockout'",
+    "https://learn.microsoft.com/en-us/windows-server/identity/ad-fs/operations/"
+    "configure-ad-fs-extranet-smart-lockout-protection",
+)
+
 # -- Quoted sentences -----------------------------------------------------------------------------
 
 QUOTE_RETIREMENT: Final = (
@@ -87,6 +94,10 @@ QUOTE_PHONEFACTOR_CREATED: Final = (
     "The Multi-Factor Authentication AD FS Adapter installation wizard creates a security group "
     "called PhoneFactor Admins in your Active Directory, and then adds your AD FS service account "
     "to this group."
+)
+QUOTE_EXTRANET_LOCKOUT: Final = (
+    "Extranet Smart Lockout (ESL) protects your users from experiencing extranet account lockout "
+    "from malicious activity."
 )
 QUOTE_IIS: Final = "Use IIS 6 or greater"
 QUOTE_ASPNET: Final = "Install and register ASP.NET v2.0.507207"

@@ -493,3 +493,49 @@ def adfs_azure_ad_federation(host: HostFacts) -> Outcome:
         "farm is not federated with the tenant",
         **evidence,
     )
+
+
+# -- adfs-extranet-lockout ------------------------------------------------------------------------
+
+#: Smart lockout that only logs (AD FS 2016+ audit mode).
+LOG_ONLY: Final = "adfssmartlockoutlogonly"
+
+
+@host_check(
+    "adfs-extranet-lockout",
+    title="AD FS extranet lockout is on and enforced",
+    severity=Severity.MEDIUM,
+    roles=(ADFS,),
+    guidance=Guidance(quote=g.QUOTE_EXTRANET_LOCKOUT, source=g.SOURCE_EXTRANET_LOCKOUT),
+    remediation=(
+        "Turn extranet lockout on with a threshold below the domain's account lockout threshold: "
+        "Set-AdfsProperties -EnableExtranetLockout $true -ExtranetLockoutThreshold 5 "
+        "-ExtranetObservationWindow (New-TimeSpan -Minutes 30). On AD FS 2016 (March 2018 "
+        "update) and later prefer smart lockout: Update-AdfsArtifactDatabasePermission, then "
+        "Set-AdfsProperties -ExtranetLockoutMode AdfsSmartLockoutLogOnly to learn familiar "
+        "locations, and after a few days -ExtranetLockoutMode AdfsSmartLockoutEnforce."
+    ),
+    references=(g.CITED[g.SOURCE_EXTRANET_LOCKOUT],),
+    facts=("adfs_lockout",),
+)
+def adfs_extranet_lockout(host: HostFacts) -> Outcome:
+    """PASS when extranet lockout is enabled and not in smart lockout's log-only mode.
+
+    Disabled FAILs (password guessing through the proxy locks accounts out in AD); log-only
+    smart lockout FAILs (nothing is locked out); enabled with no threshold read is an ERROR.
+    """
+    fact = host.fact("adfs_lockout")
+    enabled = fact.flag("enabled")
+    threshold = fact.opt_integer("threshold")
+    mode = fact.opt_text("mode")
+    evidence = {"enabled": enabled, "threshold": threshold, "mode": mode,
+                "observation_window_minutes": fact.opt_integer("observation_window_minutes")}
+    if not enabled:
+        return failed("extranet lockout is disabled", **evidence)
+    if mode is not None and mode.strip().casefold() == LOG_ONLY:
+        return failed("smart lockout only logs (ADFSSmartLockoutLogOnly): nothing is locked out",
+                      **evidence)
+    if threshold is None or threshold < 1:
+        return errored(f"extranet lockout is enabled with no usable threshold ({threshold})",
+                       **evidence)
+    return passed(f"extranet lockout is enforced after {threshold} bad passwords", **evidence)

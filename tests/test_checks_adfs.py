@@ -299,3 +299,30 @@ def test_federation_needs_an_enabled_microsoft_online_trust(
 def test_an_unreadable_or_malformed_policy_is_an_error(entry: Any) -> None:
     for fn in (POLICY, FEDERATION):
         assert run_host(fn, make_host(adfs_policy=entry)).status is Status.ERROR
+
+
+# -- adfs-extranet-lockout ------------------------------------------------------------------------
+
+LOCKOUT = host_fn("adfs-extranet-lockout")
+
+
+def lockout(enabled: Any = True, threshold: Any = 5, mode: Any = None) -> HostFacts:
+    return make_host(adfs_lockout=value(enabled=enabled, threshold=threshold,
+                                        observation_window_minutes=30, mode=mode))
+
+
+@pytest.mark.parametrize(("host", "status", "said"), [
+    (lockout(), Status.PASS, "enforced after 5 bad passwords"),
+    (lockout(mode="ADFSSmartLockoutEnforce"), Status.PASS, "enforced"),
+    (lockout(enabled=False), Status.FAIL, "disabled"),
+    (lockout(mode="AdfsSmartLockoutLogOnly"), Status.FAIL, "only logs"),
+    (lockout(threshold=None), Status.ERROR, "no usable threshold"),
+    (lockout(threshold=0), Status.ERROR, "no usable threshold"),
+    (lockout(enabled="yes"), Status.ERROR, "adfs_lockout"),
+    (make_host(adfs_lockout=error("Get-AdfsProperties : access denied")), Status.ERROR,
+     "access denied"),
+])
+def test_extranet_lockout(host: HostFacts, status: Status, said: str) -> None:
+    outcome = run_host(LOCKOUT, host)
+    assert outcome.status is status
+    assert said in outcome.reason

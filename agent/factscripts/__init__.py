@@ -187,6 +187,22 @@ FACTS: Final[tuple[Fact, ...]] = (
         ),
     ),
     Fact(
+        "adfs_lockout", "adfspolicy",
+        Obj({"enabled": BOOL, "threshold": Opt(INT), "observation_window_minutes": Opt(INT),
+             "mode": Opt(STR)}),
+        "Extranet lockout (Get-AdfsProperties): ExtranetLockoutEnabled, "
+        "ExtranetLockoutThreshold, ExtranetObservationWindow in minutes, and on AD FS 2016+ "
+        "ExtranetLockoutMode (smart lockout: ADFSSmartLockoutLogOnly / ADFSSmartLockoutEnforce).",
+        (
+            {"enabled": True, "threshold": 5, "observation_window_minutes": 30,
+             "mode": "ADFSSmartLockoutEnforce"},
+            {"enabled": False, "threshold": None, "observation_window_minutes": None,
+             "mode": None},
+            {"enabled": True, "threshold": 5, "observation_window_minutes": 30,
+             "mode": "ADFSSmartLockoutLogOnly"},
+        ),
+    ),
+    Fact(
         "iis", "portal",
         Obj({"installed": BOOL, "major": Opt(INT), "minor": Opt(INT),
              "feature_install_state": Opt(STR)}),

@@ -15,3 +15,13 @@ Read-Fact 'adfs_policy' {
        additional_rule = $(if ($rule) { $rule } else { $null })
        relying_parties = $rps }
 }
+# Farm-wide: extranet (smart) lockout, which keeps password guessing through the proxy from
+# locking accounts out in AD.
+Read-Fact 'adfs_lockout' {
+    $p = Get-AdfsProperties
+    $w = $p.ExtranetObservationWindow
+    @{ enabled = [bool]$p.ExtranetLockoutEnabled
+       threshold = $(if ($null -ne $p.ExtranetLockoutThreshold) { [int]$p.ExtranetLockoutThreshold } else { $null })
+       observation_window_minutes = $(if ($w) { [int]$w.TotalMinutes } else { $null })
+       mode = $(if ($p.ExtranetLockoutMode) { [string]$p.ExtranetLockoutMode } else { $null }) }
+}
