@@ -18,7 +18,7 @@ from typing import Any
 from agent.engine import evaluate
 from agent.facts import Declared, DirectoryView, Fleet, HostError, HostFacts
 from agent.factscripts import SCRIPTS, scripts_for
-from agent.lab import LabDefinition, load_lab
+from agent.lab import LabDefinition, load_lab, load_profile
 from agent.lab.profiles import HostProfile
 from agent.lab.simulate import fact_entries
 from agent.registry import load_catalogue
@@ -95,3 +95,15 @@ def check_facts(profile: Path) -> dict[str, str]:
             if result.target == host.name and result.evidence.get("fact") == fact:
                 found.setdefault(result.check_id, fact)
     return found
+
+
+def failing_scripts(profile: Path) -> frozenset[str]:
+    """The fact scripts that fail on the host of `profile` because of its script faults: every
+    script of its roles for a PowerShell error or garbage output, those whose command line is
+    longer than its ``max_command_line`` otherwise."""
+    host = load_profile(profile)
+    scripts = scripts_for(frozenset(host.roles))
+    if host.faults.powershell_error or host.faults.garbage_output:
+        return frozenset(s.name for s in scripts)
+    return frozenset(s.name for s in scripts
+                     if len(s.command_line()) > host.faults.max_command_line)

@@ -259,3 +259,33 @@ def test_the_built_in_scenarios_show() -> None:
     assert statuses["sync01.lab.example"]["directory-sync-component"] == "PASS"
     assert set(statuses["mfa02.lab.example"].values()) == {"ERROR"}  # refuses the password
     assert set(statuses["portal02.lab.example"].values()) == {"ERROR"}  # never answers
+
+
+# -- output encoding --
+
+
+@pytest.mark.parametrize("caption", ["Microsoft Windows Server 2019 Standard ©",
+                                     "Майкрософт Windows Server 2012 R2 Datacenter",
+                                     "Microsoft Windows Server 2019 Standard 評価版"])
+def test_a_non_ascii_caption_leaves_the_host_as_utf8(tmp_path: Path, caption: str) -> None:
+    text = GOOD + f"extends: adfs\nfacts: {{os: {{caption: '{caption}'}}}}\n"
+    profile = load_profile(_profile(tmp_path, text.replace("roles: [adfs]\n", "")))
+    base = by_name("base")
+    assert base is not None
+    result = run_command_line(profile, base.command_line())
+    assert json.loads(result.stdout.decode("utf-8"))["os"]["value"]["caption"] == caption
+
+
+def test_without_the_utf8_statement_the_console_code_page_garbles_it(tmp_path: Path) -> None:
+    """Why the prelude sets UTF-8: without it, what the console's code page lacks becomes '?'."""
+    from agent.lab.simulate import UTF8_OUTPUT
+
+    base = by_name("base")
+    assert base is not None
+    assert UTF8_OUTPUT in base.text()  # the prelude's statement, as the simulator recognises it
+    text = GOOD + "extends: adfs\nfacts: {os: {caption: 'Windows Server 2019 Standard ©'}}\n"
+    profile = load_profile(_profile(tmp_path, text.replace("roles: [adfs]\n", "")))
+    without = encode_command(base.text().replace(UTF8_OUTPUT, "$null = 0"))
+    result = run_command_line(profile, without)
+    assert json.loads(result.stdout.decode("utf-8"))["os"]["value"]["caption"] == (
+        "Windows Server 2019 Standard ?")

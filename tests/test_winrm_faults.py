@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import CliRun
-from expectations import SCRIPT_OF_FACT, check_facts, profile_statuses
+from expectations import SCRIPT_OF_FACT, check_facts, failing_scripts, profile_statuses
 
 from agent.lab import Faults, load_lab
 
@@ -165,14 +165,19 @@ class ScriptFault:
     message: str
 
 
+def _script_fault(case: str, message: str) -> ScriptFault:
+    return ScriptFault(case, failing_scripts(FAULT_PROFILES / case / "faulty.yaml"), message)
+
+
 SCRIPT_FAULTS = [
-    ScriptFault("powershell-error", frozenset({"base", "adfs"}),
-                f"PowerShell error on {FAULTY} in the {{script}} script (exit 1): Cannot invoke "
-                "method. Method invocation is supported only on core types in this language mode."),
-    ScriptFault("garbage-output", frozenset({"base", "adfs"}),
-                f"unreadable output from {FAULTY}: the {{script}} script did not print JSON"),
-    ScriptFault("command-line-limit", frozenset({"base"}),
-                f"{FAULTY} refused the {{script}} script: the command line is too long"),
+    _script_fault("powershell-error",
+                  f"PowerShell error on {FAULTY} in the {{script}} script (exit 1): Cannot invoke "
+                  "method. Method invocation is supported only on core types in this language "
+                  "mode."),
+    _script_fault("garbage-output",
+                  f"unreadable output from {FAULTY}: the {{script}} script did not print JSON"),
+    _script_fault("command-line-limit",
+                  f"{FAULTY} refused the {{script}} script: the command line is too long"),
 ]
 
 
