@@ -59,6 +59,14 @@ SOURCE_EXTRANET_LOCKOUT: Final = cite(
     "configure-ad-fs-extranet-smart-lockout-protection",
 )
 
+#: The User Portal page: its requirements for a portal on its own server.
+SOURCE_USER_PORTAL_PAGE: Final = cite(
+    "Microsoft, 'User portal for the Azure Multi-Factor Authentication Server', section 'Deploy "
+    "the user portal on a separate server'",
+    "https://learn.microsoft.com/en-us/entra/identity/authentication/"
+    "howto-mfaserver-deploy-userportal",
+)
+
 # -- Quoted sentences -----------------------------------------------------------------------------
 
 QUOTE_RETIREMENT: Final = (
@@ -98,6 +106,11 @@ QUOTE_PHONEFACTOR_CREATED: Final = (
 QUOTE_EXTRANET_LOCKOUT: Final = (
     "Extranet Smart Lockout (ESL) protects your users from experiencing extranet account lockout "
     "from malicious activity."
+)
+QUOTE_PORTAL_TLS: Final = "Secure the user portal with a TLS/SSL certificate."
+QUOTE_SDK_TLS: Final = (
+    "Ensure that the user portal can connect to the Azure AD Multi-Factor Authentication Web "
+    "Service SDK over TLS/SSL."
 )
 QUOTE_IIS: Final = "Use IIS 6 or greater"
 QUOTE_ASPNET: Final = "Install and register ASP.NET v2.0.507207"
@@ -160,6 +173,20 @@ NOTE_TRUSTED_IPS: Final = (
     "declares as the organisation's own (mfa_networks, perimeter or internal); without declared "
     "networks only ranges wider than any organisation's (/0, public blocks wider than /8 or /32) "
     "fail."
+)
+NOTE_PORTAL_TLS: Final = (
+    "Quoted from the azure-docs revision of the User Portal page (howto-mfaserver-deploy-"
+    "userportal.md, 2023); later revisions rename the product. 'No certificate warnings' is "
+    "judged as: a certificate bound and found, valid now and for the next 30 days, an RSA key "
+    "of 2048 bits or more (ECC 256 or more), and SSL 2.0, SSL 3.0, TLS 1.0 and TLS 1.1 off in "
+    "SCHANNEL (an absent key is the OS default: SSL 2.0/3.0 off on Windows Server 2016 and "
+    "later, TLS 1.0/1.1 on everywhere)."
+)
+NOTE_WEB_SERVICES: Final = (
+    "Quoted from the azure-docs revision of the User Portal page (2023); the Mobile App Web "
+    "Service page asks the same of its connection to the Web Service SDK. Judged on every "
+    "MFA Server web application found in IIS ('/MultiFactorAuth*'): its site has no http "
+    "binding, and a configured WEB_SERVICE_SDK_AUTHENTICATION_URL is https."
 )
 NOTE_CLOCK: Final = (
     "The guidance has no sentence on time; this check is a prerequisite of the sentence quoted. "
@@ -228,5 +255,9 @@ REF_ADFS_ADDITIONAL_RULE: Final = (
 )
 REF_AAD_FEDERATION: Final = (
     f"{_LEARN}/entra/identity/hybrid/connect/how-to-connect-fed-management"
+)
+REF_TLS_REGISTRY: Final = f"{_LEARN}/windows-server/security/tls/tls-registry-settings"
+REF_MOBILE_APP_WS: Final = (
+    f"{_LEARN}/entra/identity/authentication/howto-mfaserver-deploy-mobileapp"
 )
 REF_RELYING_PARTY: Final = f"{_LEARN}/powershell/module/adfs/get-adfsrelyingpartytrust"

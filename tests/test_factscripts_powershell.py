@@ -75,9 +75,13 @@ def newer_constructs(tree: tree_sitter.Tree) -> list[Finding]:
             found.append(Finding(line, f"pipeline chain operator {node.type} (PowerShell 7)"))
         elif node.type == "command":
             name = node.child_by_field_name("command_name")
-            params = [_text(n).lower() for n in _nodes(node) if n.type == "command_parameter"]
+            elements = node.child_by_field_name("command_elements")
+            # its own parameters only (not those of commands in its script blocks), and any
+            # unambiguous abbreviation of -Parallel
+            params = [_text(n).lower() for n in (elements.children if elements else ())
+                      if n.type == "command_parameter"]
             if name is not None and _text(name).lower() in {"foreach-object", "%"} and any(
-                p.startswith("-pa") for p in params
+                len(p) >= 4 and "-parallel".startswith(p) for p in params
             ):
                 found.append(Finding(line, "ForEach-Object -Parallel (PowerShell 7)"))
         elif node.type == "invokation_expression":
@@ -134,6 +138,7 @@ def test_nothing_newer_than_powershell_4(path: Path) -> None:
     ("git fetch && git pull", "pipeline chain operator &&"),
     ("git fetch || exit 1", "pipeline chain operator ||"),
     ("1..3 | ForEach-Object -Parallel { $_ }", "ForEach-Object -Parallel"),
+    ("1..3 | % -Para { $_ } -ThrottleLimit 2", "ForEach-Object -Parallel"),
     ("$sb = [Text.StringBuilder]::new()", "[T]::new()"),
     ("if ($x -eq 1) { $y = 2", "missing"),
 ])
@@ -146,7 +151,7 @@ def test_the_checks_catch_what_they_look_for(source: str, expected: str) -> None
 def test_powershell_4_constructs_pass() -> None:
     source = ("$sb = New-Object Text.StringBuilder\n"
               "$x = $(if ($a) { $a.Name } else { $null })\n"
-              "1..3 | ForEach-Object { $_ }\n[DateTime]::UtcNow.ToString('o')\n")
+              "1..3 | ForEach-Object { Get-Item -Path $_ }\n[DateTime]::UtcNow.ToString('o')\n")
     tree = parse(source)
     assert syntax_errors(tree) + newer_constructs(tree) == []
 

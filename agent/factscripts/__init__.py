@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from agent.factschema import BOOL, INT, STR, ListOf, Obj, Opt, describe
-from agent.roles import AAD_CONNECT, ADFS, ANY_ROLE, USER_PORTAL
+from agent.roles import AAD_CONNECT, ADFS, ANY_ROLE, MFA_SERVER, MOBILE_APP_WS, USER_PORTAL
 
 #: cmd.exe's maximum command-line length; pywinrm's run_cmd goes through it.
 MAX_COMMAND_LINE = 8191
@@ -75,6 +75,13 @@ _MICROSOFT_ONLINE = {
         'claims/authenticationmethod", Value = "http://schemas.microsoft.com/claims/multipleauthn");'
     ),
     "access_control_policy": None,
+}
+#: A healthy User Portal binding: a 2048-bit RSA certificate valid until 2036.
+_PORTAL_BINDING = {
+    "site": "Default Web Site", "binding": "*:443:", "thumbprint": "3F" * 20,
+    "subject": "CN=mfa.lab.example", "issuer": "CN=Lab Issuing CA",
+    "not_before": "2026-01-01T00:00:00.0000000Z", "not_after": "2036-01-01T00:00:00.0000000Z",
+    "key_algorithm": "RSA", "key_size": 2048,
 }
 _ASPNET_V2_LINE = (
     "2.0.50727.0\tValid\tC:\\Windows\\Microsoft.NET\\Framework64\\v2.0.50727\\aspnet_isapi.dll"
@@ -231,6 +238,57 @@ FACTS: Final[tuple[Fact, ...]] = (
         ),
     ),
     Fact(
+        "portal_tls", "portaltls",
+        Obj({
+            "bindings": ListOf(Obj({
+                "site": STR, "binding": STR, "thumbprint": Opt(STR), "subject": Opt(STR),
+                "issuer": Opt(STR), "not_before": Opt(STR), "not_after": Opt(STR),
+                "key_algorithm": Opt(STR), "key_size": Opt(INT),
+            })),
+            "schannel": ListOf(Obj({
+                "protocol": STR, "enabled": Opt(INT), "disabled_by_default": Opt(INT),
+            })),
+        }),
+        "The User Portal's TLS: every IIS https binding (Get-WebBinding -Protocol https) with "
+        "its certificate from Cert:\\LocalMachine\\<store> (subject, issuer, validity in UTC, "
+        "key algorithm and size; nulls when the certificate is not found), and the SCHANNEL "
+        "Server values Enabled and DisabledByDefault of SSL 2.0, SSL 3.0, TLS 1.0 and TLS 1.1 "
+        "(null when the key or value is absent: the OS default).",
+        (
+            {"bindings": [_PORTAL_BINDING], "schannel": [
+                {"protocol": p, "enabled": 0, "disabled_by_default": 1}
+                for p in ("SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1")]},
+            {"bindings": [], "schannel": [
+                {"protocol": p, "enabled": None, "disabled_by_default": None}
+                for p in ("SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1")]},
+        ),
+    ),
+    Fact(
+        "mfa_web_apps", "webapps",
+        Obj({"apps": ListOf(Obj({
+            "site": STR, "path": STR, "http_bindings": ListOf(STR),
+            "https_bindings": ListOf(STR), "use_web_service_sdk": Opt(STR),
+            "sdk_url": Opt(STR),
+        }))}),
+        "MFA Server's IIS applications ('/MultiFactorAuth*': User Portal, Mobile App Web "
+        "Service, Web Service SDK): site, path, the site's http and https bindings, and from "
+        "web.config only USE_WEB_SERVICE_SDK and WEB_SERVICE_SDK_AUTHENTICATION_URL (never the "
+        "SDK account's password).",
+        (
+            {"apps": [{"site": "Default Web Site", "path": "/MultiFactorAuth",
+                       "http_bindings": [], "https_bindings": ["*:443:"],
+                       "use_web_service_sdk": "true",
+                       "sdk_url": "https://mfa01.lab.example/MultiFactorAuthWebServiceSdk/"
+                                  "PfWsSdk.asmx"}]},
+            {"apps": [{"site": "Default Web Site", "path": "/MultiFactorAuthMobileAppWebService",
+                       "http_bindings": ["*:80:"], "https_bindings": [],
+                       "use_web_service_sdk": None,
+                       "sdk_url": "http://mfa01.lab.example/MultiFactorAuthWebServiceSdk/"
+                                  "PfWsSdk.asmx"}]},
+            {"apps": []},
+        ),
+    ),
+    Fact(
         "adsync", "adsync",
         Obj({"service_status": Opt(STR)}),
         "The Azure AD Connect sync service ADSync's State (null when it does not exist).",
@@ -246,6 +304,8 @@ _SCRIPT_ROLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("adfs", (ADFS,)),
     ("adfspolicy", (ADFS,)),
     ("portal", (USER_PORTAL,)),
+    ("portaltls", (USER_PORTAL,)),
+    ("webapps", (USER_PORTAL, MOBILE_APP_WS, MFA_SERVER)),
     ("adsync", (AAD_CONNECT,)),
 )
 
