@@ -352,7 +352,6 @@ def portal_tls_certificate(host: HostFacts) -> Outcome:
                       "key": f"{b.opt_text('key_algorithm')} {b.opt_integer('key_size')}"}
                      for b in bindings],
         "legacy_protocols_on": legacy,
-        "checked_at": now.isoformat(),
     }
     if not bindings:
         return failed("IIS has no https binding: the User Portal is not served over TLS",
