@@ -6,25 +6,10 @@ a `HostError` instead. Checks never touch the raw data: they ask `HostFacts.fact
 typed accessors of `FactDict`, which raise `FactUnavailable` or `FactShapeError`; the engine turns
 both into an ERROR result, so a missing or malformed fact can never crash a scan.
 
-Fact shapes, version 1 (what the WinRM/SSH fact scripts emit and the checks read; ``null`` means
-"absent on that host", which is a fact, not an error):
-
-``os``            ``{"caption": str, "version": "10.0.17763", "build_number": str,
-                  "product_type": int}``
-``adfs``          ``{"feature_install_state": str|null, "service_status": str|null,
-                  "service_account": str|null}``
-                  (Get-WindowsFeature ADFS-Federation; service adfssrv)
-``adfs_providers`` ``{"names": [str]}`` (Get-AdfsAuthenticationProvider)
-``mfa_server``    ``{"installed": bool, "display_name": str|null, "version": str|null,
-                  "install_path": str|null}``
-``iis``           ``{"installed": bool, "major": int|null, "minor": int|null,
-                  "feature_install_state": str|null}`` (InetStp; Web-Server)
-``aspnet_v2``     ``{"registry_installed": bool, "path": str|null, "dll_full_path": str|null,
-                  "registered_versions": [str]|null, "feature_install_state": str|null}``
-                  (HKLM ASP.NET\\2.0.50727.0; ``aspnet_regiis -lv`` lines; Web-Asp-Net)
-``ip_addresses``  ``{"addresses": [str]}`` (every address, loopback and link-local included)
-``adsync``        ``{"service_status": str|null}`` (service ADSync)
-``clock``         ``{"host_utc": ISO-8601 str, "agent_utc": ISO-8601 str}`` (read together)
+Host facts are declared once, in `agent.factscripts.FACTS`: name, script, the schema of the value
+and its documentation (``null`` means "absent on that host", which is a fact, not an error). A
+declared fact's value is validated against its schema whenever a check reads it, so a value of the
+wrong shape, gathered or replayed, is an ERROR on that fact naming the path that departs.
 
 Directory facts (one set per inventory, gathered over LDAP):
 ``{"group": {"dn": str, "sid": str|null} | null,
@@ -48,6 +33,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from agent.factschema import validate
+from agent.factscripts import fact as declared_fact
 from agent.model import Outcome, errored
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -206,6 +193,12 @@ def read_entry(fact: str, entry: Any) -> FactDict:
     value = entry["value"]
     if not _is_mapping(value):
         raise FactShapeError(fact, "value", "mapping", value)
+    declaration = declared_fact(fact)
+    if declaration is not None:
+        mismatch = validate(declaration.schema, value)
+        if mismatch is not None:
+            path, expected, got = mismatch
+            raise FactShapeError(fact, path, expected, got)
     return FactDict(fact, value)
 
 

@@ -1,7 +1,9 @@
 """The check registry: a decorator per scope that records a check function with its metadata.
 
 Checks live in the `checks` package and register themselves on import; `load_catalogue()`
-imports that package and returns the catalogue sorted by id.
+imports that package and returns the catalogue sorted by id. Each check declares the host facts it
+reads (``facts=``, names from `agent.factscripts.FACTS`): the tests derive from these declarations
+which facts a scenario needs and what a check becomes when one is missing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from agent.facts import Fleet, HostFacts
+from agent.factscripts import fact as declared_fact
 from agent.model import CheckMeta, Finding, Guidance, Outcome, Scope, Severity
 
 HostCheckFn = Callable[[HostFacts], Outcome]
@@ -26,6 +29,8 @@ class Check:
     meta: CheckMeta
     host_fn: HostCheckFn | None = None
     fleet_fn: FleetCheckFn | None = None
+    #: The host facts the check reads (declared in `agent.factscripts.FACTS`).
+    facts: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -34,6 +39,9 @@ _REGISTRY: dict[str, Check] = {}
 def _register(check: Check) -> None:
     if check.meta.id in _REGISTRY:
         raise ValueError(f"check id registered twice: {check.meta.id}")
+    undeclared = [name for name in check.facts if declared_fact(name) is None]
+    if undeclared:
+        raise ValueError(f"check {check.meta.id} reads undeclared facts: {undeclared}")
     _REGISTRY[check.meta.id] = check
 
 
@@ -69,8 +77,12 @@ def host_check(
     guidance: Guidance,
     remediation: str,
     references: tuple[str, ...] = (),
+    facts: tuple[str, ...] = (),
 ) -> Callable[[HostCheckFn], HostCheckFn]:
-    """Register a per-host check: `fn(host) -> Outcome`, run on every host with one of `roles`."""
+    """Register a per-host check: `fn(host) -> Outcome`, run on every host with one of `roles`.
+
+    `facts` names the host facts `fn` reads.
+    """
 
     def decorate(fn: HostCheckFn) -> HostCheckFn:
         meta = _meta(
@@ -83,7 +95,7 @@ def host_check(
             remediation=remediation,
             references=references,
         )
-        _register(Check(meta=meta, host_fn=fn))
+        _register(Check(meta=meta, host_fn=fn, facts=facts))
         return fn
 
     return decorate
@@ -98,8 +110,12 @@ def fleet_check(
     guidance: Guidance,
     remediation: str,
     references: tuple[str, ...] = (),
+    facts: tuple[str, ...] = (),
 ) -> Callable[[FleetCheckFn], FleetCheckFn]:
-    """Register a fleet check: `fn(fleet) -> Iterable[Finding]`, one finding per target."""
+    """Register a fleet check: `fn(fleet) -> Iterable[Finding]`, one finding per target.
+
+    `facts` names the host facts `fn` reads (of the hosts with one of `roles`).
+    """
 
     def decorate(fn: FleetCheckFn) -> FleetCheckFn:
         meta = _meta(
@@ -112,7 +128,7 @@ def fleet_check(
             remediation=remediation,
             references=references,
         )
-        _register(Check(meta=meta, fleet_fn=fn))
+        _register(Check(meta=meta, fleet_fn=fn, facts=facts))
         return fn
 
     return decorate

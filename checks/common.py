@@ -9,8 +9,10 @@ from typing import Final
 from agent.facts import HostFacts
 from agent.model import Guidance, Outcome, Severity, errored, failed, passed
 from agent.registry import host_check
-from agent.roles import ANY_ROLE
+from agent.roles import ADFS, ANY_ROLE
 from checks import _guidance as g
+from checks._support import readable
+from checks.adfs import RETIRED_ESTATE, adapter_installed, mfa_server_adapters
 
 # -- mfa-server-retired ---------------------------------------------------------------------------
 
@@ -41,19 +43,39 @@ from checks import _guidance as g
         "and the Web Service SDK from Programs and Features on every host."
     ),
     references=(
+        g.REF_MFA_SERVER_DEPLOY,
         g.REF_MFA_SERVER_MIGRATE,
         g.REF_MFA_SERVER_MIGRATION_UTILITY,
         g.REF_ADFS_AZURE_MFA,
         g.REF_NPS_EXTENSION,
     ),
+    facts=("mfa_server", "adfs_providers", "adfs_adapter_install"),
 )
 def mfa_server_retired(host: HostFacts) -> Outcome:
-    """FAIL when the ``mfa_server`` fact says MFA Server is installed, with what was found.
+    """FAIL when the ``mfa_server`` fact says MFA Server is installed, with what was found
+    (its version in the evidence).
 
-    Any trace counts, the MFA Server AD FS adapter included: everything it talks to is retired.
+    Any trace counts, the MFA Server AD FS adapter included: everything it talks to is retired. On
+    an AD FS node, the farm registering MFA Server's adapter (under either of its names) or the
+    adapter installed on the node FAILs too: the farm is part of the retired estate. Those two
+    reads are taken when they can be read; the AD FS checks report them missing.
     """
     fact = host.fact("mfa_server")
     if not fact.flag("installed"):
+        if host.has_role(ADFS):
+            adapters = readable(lambda: mfa_server_adapters(host.fact("adfs_providers").texts(
+                "names")))
+            node = readable(lambda: adapter_installed(host))
+            installed, on_node = node if node is not None else (False, None)
+            if adapters or installed:
+                return failed(
+                    "this AD FS node's farm uses MFA Server's adapter "
+                    f"({', '.join(adapters) if adapters else 'installed on this node'}): "
+                    f"{RETIRED_ESTATE}",
+                    installed=False,
+                    mfa_server_adapter=adapters or [],
+                    adapter_on_node=on_node,
+                )
         return passed("MFA Server is not installed", installed=False)
     name = fact.opt_text("display_name")
     version = fact.opt_text("version")
@@ -114,6 +136,7 @@ def parse_utc(text: str) -> datetime | None:
         "skew is measured against the agent's clock: check that one too."
     ),
     references=(g.REF_CLOCK_TOLERANCE, g.REF_W32TM),
+    facts=("clock",),
 )
 def clock_skew(host: HostFacts) -> Outcome:
     """PASS when ``|host_utc - agent_utc|`` is within the inventory's ``clock_skew_max_seconds``.

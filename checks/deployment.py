@@ -159,6 +159,7 @@ def _sync_host_outcome(host: HostFacts, syncing: bool) -> Outcome:
         "tenant."
     ),
     references=(g.REF_AAD_CONNECT, g.REF_GUIDE),
+    facts=("adsync",),
 )
 def directory_sync_component(fleet: Fleet) -> Iterable[Finding]:
     """Judge the declared ``directory_sync`` against the ``aad_connect`` hosts.
@@ -361,19 +362,44 @@ def _trusted_ips_outcome(fleet: Fleet) -> Outcome:
         )
     ranges = [str(net) for net in networks]
     wide = [str(net) for net in networks if too_wide(net)]
-    if wide:
+    own = own_networks(fleet)
+    outside = [str(net) for net in networks if own and not within(net, own)]
+    evidence = {"enabled": True, "ranges": ranges, "declared_networks": [str(n) for n in own]}
+    if wide or outside:
+        reasons = [f"far wider than any organisation's: {', '.join(wide)}"] if wide else []
+        if outside:
+            reasons.append(f"outside the declared mfa_networks: {', '.join(outside)}")
         return failed(
-            f"Trusted IPs skip MFA for far more than the organisation's own networks: "
-            f"{', '.join(wide)}",
-            enabled=True,
-            ranges=ranges,
+            "Trusted IPs skip MFA for more than the organisation's own networks ("
+            + "; ".join(reasons) + ")",
             too_wide=wide,
+            outside_declared=outside,
+            **evidence,
         )
+    judged = "inside the declared mfa_networks" if own else "no mfa_networks declared to judge by"
     return passed(
         f"Trusted IPs skip MFA from {plural(len(ranges), 'range')}"
-        + (f": {', '.join(ranges)}" if ranges else ""),
-        enabled=True,
-        ranges=ranges,
+        + (f": {', '.join(ranges)}" if ranges else "")
+        + f" ({judged})",
+        **evidence,
+    )
+
+
+def own_networks(fleet: Fleet) -> list[IPNetwork]:
+    """The organisation's networks the inventory declares (mfa_networks, perimeter and internal),
+    as the hosts in scope carry them."""
+    seen: dict[str, IPNetwork] = {}
+    for host in fleet.hosts:
+        for net in (*host.declared.perimeter, *host.declared.internal):
+            seen.setdefault(str(net), net)
+    return list(seen.values())
+
+
+def within(network: IPNetwork, own: list[IPNetwork]) -> bool:
+    """Whether `network` lies inside one of `own` (same IP version)."""
+    return any(
+        network.version == mine.version and network.subnet_of(mine)  # type: ignore[arg-type]
+        for mine in own
     )
 
 
@@ -382,7 +408,9 @@ def _trusted_ips_outcome(fleet: Fleet) -> Outcome:
     title="Trusted IPs, if used, cover only the organisation's own networks",
     severity=Severity.INFO,
     roles=(),
-    guidance=Guidance(quote=g.QUOTE_TRUSTED_IPS, source=g.SECTION_SUPPORTABILITY),
+    guidance=Guidance(
+        quote=g.QUOTE_TRUSTED_IPS, source=g.SECTION_SUPPORTABILITY, notes=g.NOTE_TRUSTED_IPS
+    ),
     remediation=(
         "List only the organisation's own egress (NAT) ranges as Trusted IPs in the MFA service "
         "settings, never 0.0.0.0/0, ::/0 or a provider-wide block; prefer Conditional Access "
@@ -394,7 +422,8 @@ def _trusted_ips_outcome(fleet: Fleet) -> Outcome:
 def trusted_ips(fleet: Fleet) -> Iterable[Finding]:
     """Informational: MANUAL if undeclared, PASS with the ranges as evidence.
 
-    FAILs only on a range that trusts far more than one organisation (see `too_wide`); a range
-    that does not parse is an ERROR.
+    FAILs on a range outside the networks the inventory declares as the organisation's own
+    (``mfa_networks``, `own_networks`), and, declared or not, on a range that trusts far more than
+    one organisation (see `too_wide`); a range that does not parse is an ERROR.
     """
     yield Finding(DEPLOYMENT_TARGET, guarded(partial(_trusted_ips_outcome, fleet)))

@@ -169,6 +169,7 @@ def _membership_outcome(host: HostFacts, fleet: Fleet, farm_accounts: list[str])
         + _GROUP_REMEDIATION
     ),
     references=(g.REF_MFA_SERVER_ADFS, g.REF_GUIDE),
+    facts=("adfs",),
 )
 def adfs_service_account_in_phonefactor_admins(fleet: Fleet) -> Iterable[Finding]:
     """One finding per AD FS node: is its ``adfs.service_account`` a (nested) group member?
@@ -241,6 +242,7 @@ def _health_outcome(host: HostFacts, fleet: Fleet) -> Outcome:
         "(gMSA), whose password Active Directory rotates itself. Restart adfssrv afterwards."
     ),
     references=(g.REF_ADFS_REQUIREMENTS, g.REF_ADFS_TOOLBOX),
+    facts=("adfs",),
 )
 def service_account_healthy(fleet: Fleet) -> Iterable[Finding]:
     """One finding per AD FS node: its service account is not disabled, locked out or expired.

@@ -25,10 +25,10 @@ from agent.model import Finding, Outcome, errored
 from agent.registry import Check, FleetCheckFn, HostCheckFn, load_catalogue
 
 REPO = Path(__file__).resolve().parent.parent
-#: The guidance and the catalogue notes live beside the repository (``../shared`` in CI too).
-SHARED = REPO.parent / "shared"
-GUIDANCE_FILE = SHARED / "guidance" / "multi-factor-authentication-security-best-practices.md"
-CHECKS_NOTES_FILE = SHARED / "notes" / "checks.md"
+#: The guidance the checks quote, vendored with its attribution (docs/guidance/README.md).
+GUIDANCE_FILE = (
+    REPO / "docs" / "guidance" / "multi-factor-authentication-security-best-practices.md"
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

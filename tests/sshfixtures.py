@@ -48,6 +48,7 @@ from typing import Any, Final
 import pytest
 import yaml
 from conftest import require_or_fail
+from expectations import check_facts, profile_statuses
 
 from agent.lab.powershell_standin import PROFILE_ENV
 
@@ -718,24 +719,14 @@ PASSPHRASE_LOOKUP: Final = f"{{{{ lookup('env', '{PASSPHRASE_ENV}') }}}}"
 # -- what the scans must show --------------------------------------------------------------------
 
 HEALTHY: Final = "healthy.lab.example"
-#: What the healthy AD FS profile of tests/data/lab-faults yields (and the WinRM tests expect).
-HEALTHY_STATUSES: Final[dict[str, str]] = {
-    "adfs-adapter-registered": "PASS",
-    "adfs-os-version": "PASS",
-    "adfs-role-running": "PASS",
-    "adfs-service-account-in-phonefactor-admins": "MANUAL",
-    "clock-skew": "PASS",
-    "mfa-server-retired": "PASS",
-    "service-account-healthy": "MANUAL",
-}
-#: Checks of an AD FS host that read a fact (the others need a directory: MANUAL), and the fact.
-CHECK_FACTS: Final[dict[str, str]] = {
-    "adfs-adapter-registered": "adfs_providers",
-    "adfs-os-version": "os",
-    "adfs-role-running": "adfs",
-    "clock-skew": "clock",
-    "mfa-server-retired": "mfa_server",
-}
+#: What the healthy AD FS profile of tests/data/lab-faults yields (and the WinRM tests expect),
+#: and the fact each of its checks reads first (tests/expectations.py derives both).
+HEALTHY_STATUSES: Final[dict[str, str]] = profile_statuses(
+    Path(__file__).resolve().parent / "data" / "lab-faults" / "hang" / "healthy.yaml"
+)
+CHECK_FACTS: Final[dict[str, str]] = check_facts(
+    Path(__file__).resolve().parent / "data" / "lab-faults" / "hang" / "healthy.yaml"
+)
 
 
 def expected_facts(profile: Path) -> dict[str, Any]:

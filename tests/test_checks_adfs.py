@@ -1,4 +1,5 @@
-"""AD FS checks: adfs-os-version, adfs-role-running, adfs-adapter-registered."""
+"""AD FS checks: adfs-os-version, adfs-role-running, adfs-adapter-registered, adfs-mfa-policy,
+adfs-azure-ad-federation."""
 
 from __future__ import annotations
 
@@ -119,9 +120,14 @@ def test_role_running_bad_fact_is_an_error(entry: Any) -> None:
 # -- adfs-adapter-registered ----------------------------------------------------------------------
 
 
-def node(name: str, *names: str, entry: Any = None) -> HostFacts:
+INSTALLED = value(product="Multi-Factor Authentication AD FS Adapter", version="8.0.1.1",
+                  gac_assemblies=["MultiFactorAuthenticationAdfsAdapter"])
+NOT_INSTALLED = value(product=None, version=None, gac_assemblies=[])
+
+
+def node(name: str, *names: str, entry: Any = None, install: Any = INSTALLED) -> HostFacts:
     providers = entry if entry is not None else value(names=list(names))
-    return make_host(name, ["adfs"], adfs_providers=providers)
+    return make_host(name, ["adfs"], adfs_providers=providers, adfs_adapter_install=install)
 
 
 def test_every_node_with_an_adapter_passes() -> None:
@@ -192,3 +198,131 @@ def test_unreachable_node_is_an_error_and_no_adfs_nodes_no_findings() -> None:
     down = make_host("a", ["adfs"], unreachable=True)
     assert run_fleet(ADAPTER, Fleet(hosts=(down,)))["a"].status is Status.ERROR
     assert run_fleet(ADAPTER, Fleet(hosts=(make_host("p", ["user_portal"]),))) == {}
+
+
+@pytest.mark.parametrize("name", ["WindowsAzureMultiFactorAuthentication",
+                                  "AzureMfaServerAuthentication", "azuremfaserverauthentication"])
+def test_both_names_of_mfa_server_adapter_are_judged_alike_and_called_retired(name: str) -> None:
+    outcome = run_fleet(ADAPTER, Fleet(hosts=(node("a", "FormsAuthentication", name),)))["a"]
+    assert outcome.status is Status.PASS
+    assert outcome.evidence["mfa_server_adapter"] == [name]
+    assert outcome.evidence["retired_mfa_server_estate"] is True
+    assert "retired MFA Server estate" in outcome.reason
+    assert "AzureMfaAuthentication" in outcome.reason  # the way out
+
+
+def test_mfa_server_adapter_registered_but_not_installed_on_this_node_fails() -> None:
+    fleet = Fleet(hosts=(node("a", "AzureMfaServerAuthentication"),
+                         node("b", "AzureMfaServerAuthentication", install=NOT_INSTALLED)))
+    outcomes = run_fleet(ADAPTER, fleet)
+    assert outcomes["a"].status is Status.PASS
+    assert outcomes["b"].status is Status.FAIL
+    assert "not installed on this node" in outcomes["b"].reason
+    assert outcomes["b"].evidence["installed_on_node"]["gac_assemblies"] == []
+
+
+def test_the_built_in_adapter_needs_no_installation() -> None:
+    fleet = Fleet(hosts=(node("a", "AzureMfaAuthentication", install=NOT_INSTALLED),))
+    outcome = run_fleet(ADAPTER, fleet)["a"]
+    assert outcome.status is Status.PASS
+    assert "retired" not in outcome.reason
+
+
+def test_an_unreadable_installation_is_an_error_only_where_it_matters() -> None:
+    fleet = Fleet(hosts=(node("a", "WindowsAzureMultiFactorAuthentication", install=error()),
+                         node("b", "AzureMfaAuthentication", install=error())))
+    outcomes = run_fleet(ADAPTER, fleet)
+    assert outcomes["a"].status is Status.ERROR
+    assert outcomes["a"].evidence["fact"] == "adfs_adapter_install"
+    assert outcomes["b"].status is Status.PASS
+
+
+# -- adfs-mfa-policy, adfs-azure-ad-federation ---------------------------------------------------
+
+POLICY = host_fn("adfs-mfa-policy")
+FEDERATION = host_fn("adfs-azure-ad-federation")
+RULE = ('c:[Type == "http://schemas.microsoft.com/ws/2012/01/insidecorporatenetwork", Value == '
+        '"false"] => issue(Type = "http://schemas.microsoft.com/ws/2008/06/identity/claims/'
+        'authenticationmethod", Value = "http://schemas.microsoft.com/claims/multipleauthn");')
+
+
+def party(name: str = "Microsoft Office 365 Identity Platform", *, enabled: bool = True,
+          rules: str | None = None, acp: str | None = None,
+          identifiers: tuple[str, ...] = ("urn:federation:MicrosoftOnline",)) -> dict[str, Any]:
+    return {"name": name, "enabled": enabled, "identifiers": list(identifiers),
+            "additional_rules": rules, "access_control_policy": acp}
+
+
+def policy(providers: list[str], rule: str | None = None, *parties: dict[str, Any]) -> HostFacts:
+    return make_host(adfs_policy=value(additional_providers=providers, additional_rule=rule,
+                                       relying_parties=list(parties)))
+
+
+@pytest.mark.parametrize(("host", "status", "said"), [
+    (policy(["AzureMfaAuthentication"], None, party(rules=RULE)), Status.PASS,
+     "required by relying party trusts Microsoft Office 365 Identity Platform"),
+    (policy(["AzureMfaAuthentication"], RULE.upper()), Status.PASS,
+     "the global additional authentication rule"),
+    (policy(["WindowsAzureMultiFactorAuthentication"], None,
+            party(acp="Permit everyone and require MFA")), Status.PASS, "required by"),
+    (policy(["AzureMfaAuthentication"], None, party()), Status.FAIL, "no rule requires it"),
+    (policy(["AzureMfaAuthentication"], None, party(rules=RULE, enabled=False)), Status.FAIL,
+     "no rule requires it"),
+    (policy(["FormsAuthentication"], RULE, party(rules=RULE)), Status.FAIL,
+     "no Azure MFA adapter is an additional authentication method"),
+])
+def test_the_policy_must_select_and_require_the_adapter(
+    host: HostFacts, status: Status, said: str
+) -> None:
+    outcome = run_host(POLICY, host)
+    assert outcome.status is status
+    assert said in outcome.reason
+
+
+@pytest.mark.parametrize(("parties", "status", "said"), [
+    ((party(),), Status.PASS, "federated with Azure AD"),
+    ((party(enabled=False),), Status.FAIL, "disabled"),
+    ((party("Claims X", identifiers=("https://x.example/",)),), Status.FAIL, "not federated"),
+    ((), Status.FAIL, "not federated"),
+    ((party(identifiers=("URN:FEDERATION:MICROSOFTONLINE ",)),), Status.PASS, "federated"),
+])
+def test_federation_needs_an_enabled_microsoft_online_trust(
+    parties: tuple[dict[str, Any], ...], status: Status, said: str
+) -> None:
+    outcome = run_host(FEDERATION, policy([], None, *parties))
+    assert outcome.status is status
+    assert said in outcome.reason
+
+
+@pytest.mark.parametrize("entry", [error(), value(additional_providers="x", additional_rule=None,
+                                                  relying_parties=[])])
+def test_an_unreadable_or_malformed_policy_is_an_error(entry: Any) -> None:
+    for fn in (POLICY, FEDERATION):
+        assert run_host(fn, make_host(adfs_policy=entry)).status is Status.ERROR
+
+
+# -- adfs-extranet-lockout ------------------------------------------------------------------------
+
+LOCKOUT = host_fn("adfs-extranet-lockout")
+
+
+def lockout(enabled: Any = True, threshold: Any = 5, mode: Any = None) -> HostFacts:
+    return make_host(adfs_lockout=value(enabled=enabled, threshold=threshold,
+                                        observation_window_minutes=30, mode=mode))
+
+
+@pytest.mark.parametrize(("host", "status", "said"), [
+    (lockout(), Status.PASS, "enforced after 5 bad passwords"),
+    (lockout(mode="ADFSSmartLockoutEnforce"), Status.PASS, "enforced"),
+    (lockout(enabled=False), Status.FAIL, "disabled"),
+    (lockout(mode="AdfsSmartLockoutLogOnly"), Status.FAIL, "only logs"),
+    (lockout(threshold=None), Status.ERROR, "no usable threshold"),
+    (lockout(threshold=0), Status.ERROR, "no usable threshold"),
+    (lockout(enabled="yes"), Status.ERROR, "adfs_lockout"),
+    (make_host(adfs_lockout=error("Get-AdfsProperties : access denied")), Status.ERROR,
+     "access denied"),
+])
+def test_extranet_lockout(host: HostFacts, status: Status, said: str) -> None:
+    outcome = run_host(LOCKOUT, host)
+    assert outcome.status is status
+    assert said in outcome.reason

@@ -160,3 +160,40 @@ def test_parse_utc_normalises_to_utc() -> None:
     assert moment is not None
     assert moment.isoformat() == "2024-05-01T10:00:00+00:00"
     assert parse_utc("not a time") is None
+
+
+NO_ADAPTER = value(product=None, version=None, gac_assemblies=[])
+
+
+@pytest.mark.parametrize(("providers", "install", "status"), [
+    (["AzureMfaServerAuthentication"], NO_ADAPTER, Status.FAIL),
+    (["FormsAuthentication", "WindowsAzureMultiFactorAuthentication"], NO_ADAPTER, Status.FAIL),
+    (["AzureMfaAuthentication"], value(product=None, version=None,
+                                       gac_assemblies=["MultiFactorAuthenticationAdfsAdapter"]),
+     Status.FAIL),
+    (["AzureMfaAuthentication"], NO_ADAPTER, Status.PASS),
+])
+def test_an_ad_fs_farm_on_mfa_server_adapter_is_part_of_the_retired_estate(
+    providers: list[str], install: Any, status: Status
+) -> None:
+    host = make_host(roles=["adfs"], mfa_server=mfa_server(),
+                     adfs_providers=value(names=providers), adfs_adapter_install=install)
+    outcome = run_host(RETIRED, host)
+    assert outcome.status is status
+    if status is Status.FAIL:
+        assert "retired MFA Server estate" in outcome.reason
+        assert "AzureMfaAuthentication" in outcome.reason
+
+
+def test_an_ad_fs_node_whose_adapter_reads_failed_is_judged_on_mfa_server_alone() -> None:
+    host = make_host(roles=["adfs"], mfa_server=mfa_server(), adfs_providers=error(),
+                     adfs_adapter_install=error())
+    assert run_host(RETIRED, host).status is Status.PASS
+
+
+def test_the_version_found_is_in_the_evidence() -> None:
+    found = mfa_server(installed=True, display_name="Multi-Factor Authentication Server",
+                       version="8.1.1.0")
+    outcome = run_host(RETIRED, make_host(roles=["mfa_server"], mfa_server=found))
+    assert outcome.evidence["version"] == "8.1.1.0"
+    assert "version 8.1.1.0" in outcome.reason

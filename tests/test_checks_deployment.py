@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from checks_helpers import error, fleet_fn, make_host, run_fleet, value
+from checks_helpers import error, fleet_fn, make_host, nets, run_fleet, value
 
-from agent.facts import Fleet, HostFacts
+from agent.facts import Declared, Fleet, HostFacts
 from agent.model import Outcome, Status
 from agent.roles import DEPLOYMENT_TARGET
 
@@ -221,9 +221,33 @@ def test_trusted_ips_evidence() -> None:
         TRUSTED_IPS,
         {"trusted_ips": {"enabled": True, "ranges": ["203.0.113.7/24", "2001:db8::/48"]}},
     )
-    assert ok.evidence == {"enabled": True, "ranges": ["203.0.113.0/24", "2001:db8::/48"]}
+    assert ok.evidence == {"enabled": True, "ranges": ["203.0.113.0/24", "2001:db8::/48"],
+                           "declared_networks": []}
     wide = on_deployment(
         TRUSTED_IPS, {"trusted_ips": {"enabled": True, "ranges": ["192.0.2.0/24", "0.0.0.0/0"]}}
     )
     assert wide.evidence["too_wide"] == ["0.0.0.0/0"]
     assert "0.0.0.0/0" in wide.reason
+
+
+@pytest.mark.parametrize(("ranges", "status", "outside"), [
+    (["198.51.100.0/25", "10.10.0.0/16"], Status.PASS, []),
+    (["2001:db8:100::/64"], Status.PASS, []),
+    (["203.0.113.0/24"], Status.FAIL, ["203.0.113.0/24"]),  # someone else's network
+    (["10.0.0.0/8"], Status.FAIL, ["10.0.0.0/8"]),  # wider than the declared internal network
+    (["198.51.100.0/24", "2001:db8:99::/48"], Status.FAIL, ["2001:db8:99::/48"]),
+])
+def test_trusted_ips_are_judged_against_the_declared_networks(
+    ranges: list[str], status: Status, outside: list[str]
+) -> None:
+    declared = Declared(perimeter=nets("198.51.100.0/24", "2001:db8:100::/48"),
+                        internal=nets("10.10.0.0/16"))
+    fleet = Fleet(hosts=(make_host("a", ["adfs"], declared=declared),),
+                  deployment={"trusted_ips": {"enabled": True, "ranges": ranges}})
+    outcome = run_fleet(TRUSTED_IPS, fleet)[DEPLOYMENT_TARGET]
+    assert outcome.status is status, outcome.reason
+    assert outcome.evidence["declared_networks"] == [
+        "198.51.100.0/24", "2001:db8:100::/48", "10.10.0.0/16"]
+    if outside:
+        assert outcome.evidence["outside_declared"] == outside
+        assert "outside the declared mfa_networks" in outcome.reason

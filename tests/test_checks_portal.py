@@ -238,3 +238,84 @@ def test_nothing_left_to_judge_is_an_error(items: tuple[str, ...]) -> None:
 def test_bad_addresses_are_an_error(entry: Any) -> None:
     outcome = run_host(PERIMETER, portal(declared=DMZ, ip_addresses=entry))
     assert outcome.status is Status.ERROR
+
+
+# -- portal-tls-certificate -----------------------------------------------------------------------
+
+TLS = host_fn("portal-tls-certificate")
+WEB = host_fn("mfa-web-services-https")
+NOW = "2026-11-30T10:00:00+00:00"
+OFF = [{"protocol": p, "enabled": 0, "disabled_by_default": 1}
+       for p in ("SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1")]
+
+
+def binding(**fields: Any) -> dict[str, Any]:
+    base = {"site": "Default Web Site", "binding": "*:443:", "thumbprint": "AB" * 20,
+            "subject": "CN=mfa.example", "issuer": "CN=CA", "key_algorithm": "RSA",
+            "not_before": "2026-01-01T00:00:00.0000000Z",
+            "not_after": "2027-06-01T00:00:00.0000000Z", "key_size": 2048}
+    return base | fields
+
+
+def tls_host(bindings: list[dict[str, Any]], schannel: list[dict[str, Any]] | None = None,
+             version: str = "10.0.17763") -> Any:
+    return make_host(
+        "portal", ["user_portal"],
+        portal_tls=value(bindings=bindings, schannel=OFF if schannel is None else schannel),
+        clock=value(host_utc=NOW, agent_utc=NOW),
+        os=value(caption="Windows Server", version=version, build_number="1",
+                 product_type=3))
+
+
+@pytest.mark.parametrize(("host", "status", "said"), [
+    (tls_host([binding()]), Status.PASS, "sound certificates"),
+    (tls_host([]), Status.FAIL, "no https binding"),
+    (tls_host([binding(subject=None)]), Status.FAIL, "no certificate found"),
+    (tls_host([binding(not_after="2026-12-15T00:00:00Z")]), Status.FAIL, "within 30 days"),
+    (tls_host([binding(not_after="2026-11-01T00:00:00Z")]), Status.FAIL, "expired on 2026-11-01"),
+    (tls_host([binding(not_before="2027-01-01T00:00:00Z")]), Status.FAIL, "not valid before"),
+    (tls_host([binding(key_size=1024)]), Status.FAIL, "1024-bit RSA key"),
+    (tls_host([binding(key_algorithm="ECC", key_size=256)]), Status.PASS, "sound"),
+    (tls_host([binding()], [{"protocol": "TLS 1.0", "enabled": 1, "disabled_by_default": 0}]),
+     Status.FAIL, "TLS 1.0, TLS 1.1 on"),
+    # no SCHANNEL keys: 2016+ has SSL 2.0/3.0 off by default, TLS 1.0/1.1 on
+    (tls_host([binding()], []), Status.FAIL, "leaves TLS 1.0, TLS 1.1 on"),
+    (tls_host([binding()], [], version="6.3.9600"), Status.FAIL,
+     "leaves SSL 2.0, SSL 3.0, TLS 1.0, TLS 1.1 on"),
+    (tls_host([binding(not_after="soon")]), Status.FAIL, "validity could not be read"),
+])
+def test_portal_tls_certificate(host: Any, status: Status, said: str) -> None:
+    outcome = run_host(TLS, host)
+    assert outcome.status is status, outcome.reason
+    assert said in outcome.reason
+
+
+def test_portal_tls_errors_without_its_facts() -> None:
+    assert run_host(TLS, make_host("p", ["user_portal"])).status is Status.ERROR
+    no_clock = make_host("p", ["user_portal"], portal_tls=value(bindings=[], schannel=[]),
+                         clock=value(host_utc=NOW))
+    assert run_host(TLS, no_clock).status is Status.ERROR
+
+
+# -- mfa-web-services-https -----------------------------------------------------------------------
+
+
+def app(path: str = "/MultiFactorAuth", http: tuple[str, ...] = (),
+        sdk: str | None = "https://mfa/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx") -> Any:
+    return {"site": "Default Web Site", "path": path, "http_bindings": list(http),
+            "https_bindings": ["*:443:"], "use_web_service_sdk": "true", "sdk_url": sdk}
+
+
+@pytest.mark.parametrize(("apps", "status", "said"), [
+    ([app()], Status.PASS, "over HTTPS only"),
+    ([app(sdk=None), app("/MultiFactorAuthWebServiceSdk", sdk=None)], Status.PASS, "HTTPS only"),
+    ([app(http=("*:80:",))], Status.FAIL, "reachable over http (*:80:)"),
+    ([app("/MultiFactorAuthMobileAppWebService", sdk="HTTP://mfa/sdk.asmx")], Status.FAIL,
+     "reaches the Web Service SDK over HTTP"),
+    ([], Status.SKIP, "no MFA Server web application"),
+])
+def test_mfa_web_services_https(apps: list[Any], status: Status, said: str) -> None:
+    host = make_host("w", ["mobile_app_ws"], mfa_web_apps=value(apps=apps))
+    outcome = run_host(WEB, host)
+    assert outcome.status is status, outcome.reason
+    assert said in outcome.reason

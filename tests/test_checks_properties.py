@@ -12,59 +12,39 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.facts import Declared, DirectoryView, Fleet, HostError, HostFacts
+from agent.factschema import Opt
+from agent.factscripts import FACTS
 from agent.model import Outcome, Status
 from agent.roles import ROLES
 
-#: Every fact the checks read, with its documented keys (agent/facts.py) and plausible values,
-#: so that generated facts reach past the first shape check as well as fail it.
-FACT_KEYS: dict[str, dict[str, list[Any]]] = {
-    "os": {
-        "caption": ["Microsoft Windows Server 2019 Datacenter"],
-        "version": ["6.1.7601", "6.3.9600", "10.0.17763", "10.0", "x.y.z"],
-        "build_number": ["17763"],
-        "product_type": [1, 2, 3, 0],
-    },
-    "adfs": {
-        "feature_install_state": ["Installed", "Available", None],
-        "service_status": ["Running", "Stopped", None],
-        "service_account": ["LAB\\svc-adfs", "svc@lab.example", None],
-    },
-    "adfs_providers": {
-        "names": [["WindowsAzureMultiFactorAuthentication"], ["FormsAuthentication"], []],
-    },
-    "mfa_server": {
-        "installed": [True, False],
-        "display_name": ["Multi-Factor Authentication Server", None],
-        "version": ["8.0.1.1", None],
-        "install_path": ["C:\\MFA\\", None],
-    },
-    "iis": {
-        "installed": [True, False],
-        "major": [5, 6, 7, 10, None, -1],
-        "minor": [0, 5, None],
-        "feature_install_state": ["Installed", None],
-    },
-    "aspnet_v2": {
-        "registry_installed": [True, False],
-        "path": [None, "C:\\x"],
-        "dll_full_path": [None],
-        "registered_versions": [["2.0.50727.0 Valid"], ["4.0.30319.0 Valid"], [], None],
-        "feature_install_state": ["Installed", "Available", None],
-    },
-    "ip_addresses": {
-        "addresses": [
-            ["192.0.2.1", "10.0.0.1", "::1", "fe80::1%3", "2001:db8::1"],
-            ["192.0.2.1", "fe80::1%3", "127.0.0.1"],
-            [],
-            ["x"],
-        ],
-    },
-    "adsync": {"service_status": ["Running", "Stopped", None]},
-    "clock": {
-        "host_utc": ["2024-05-01T10:00:00Z", "2024-05-01T10:09:00.1234567Z", "nope"],
-        "agent_utc": ["2024-05-01T10:00:00Z", "0001-01-01T00:00:00+14:00"],
-    },
+#: Hand-picked odd values per fact key, on top of the declared examples, that reach the edges of
+#: what checks parse (a bad version, a negative IIS major, an unparsable address or time).
+ODD_VALUES: dict[str, dict[str, list[Any]]] = {
+    "os": {"version": ["6.1.7601", "10.0", "x.y.z"], "product_type": [0, 2]},
+    "iis": {"major": [5, 6, 7, -1]},
+    "ip_addresses": {"addresses": [["fe80::1%3", "192.0.2.1"], [], ["x"]]},
+    "clock": {"host_utc": ["2024-05-01T10:09:00.1234567Z", "nope"],
+              "agent_utc": ["0001-01-01T00:00:00+14:00"]},
 }
+
+
+def _fact_keys() -> dict[str, dict[str, list[Any]]]:
+    """Every declared fact with its keys and plausible values: those of its examples (and null
+    where the schema allows it) plus `ODD_VALUES`, derived from agent.factscripts.FACTS."""
+    keys: dict[str, dict[str, list[Any]]] = {}
+    for declared in FACTS:
+        values: dict[str, list[Any]] = {}
+        for key, schema in declared.schema.fields.items():
+            seen = [dict(e)[key] for e in declared.examples if key in e]
+            if isinstance(schema, Opt):
+                seen.append(None)
+            seen += ODD_VALUES.get(declared.name, {}).get(key, [])
+            values[key] = seen
+        keys[declared.name] = values
+    return keys
+
+
+FACT_KEYS = _fact_keys()
 
 json_scalars = st.one_of(
     st.none(),

@@ -41,11 +41,17 @@ def os_version(host: HostFacts) -> Outcome:
     return passed("ok", version=version) if version >= "6.3" else failed("old", version=version)
 
 
+
+def os_value(version: object) -> dict[str, object]:
+    """An ``os`` fact entry of the declared shape (agent.factscripts.FACTS)."""
+    return {"value": {"caption": "Windows Server", "version": version, "build_number": "1",
+                      "product_type": 3}}
+
 ADFS = HostFacts(
-    "adfs01", frozenset({"adfs"}), "10.0.0.1", facts={"os": {"value": {"version": "6.3.9600"}}}
+    "adfs01", frozenset({"adfs"}), "10.0.0.1", facts={"os": os_value("6.3.9600")}
 )
 OLD = HostFacts(
-    "adfs02", frozenset({"adfs"}), "10.0.0.2", facts={"os": {"value": {"version": "6.2.9200"}}}
+    "adfs02", frozenset({"adfs"}), "10.0.0.2", facts={"os": os_value("6.2.9200")}
 )
 PORTAL = HostFacts("portal", frozenset({"user_portal"}), "10.0.0.3")
 NOROLE = HostFacts("jump", frozenset(), "10.0.0.4")
@@ -72,7 +78,7 @@ def test_missing_fact_read_error_and_bad_shape_are_errors_not_crashes() -> None:
     hosts = (
         HostFacts("a", frozenset({"adfs"}), "x"),
         HostFacts("b", frozenset({"adfs"}), "x", facts={"os": {"error": "WMI access denied"}}),
-        HostFacts("c", frozenset({"adfs"}), "x", facts={"os": {"value": {"version": 6}}}),
+        HostFacts("c", frozenset({"adfs"}), "x", facts={"os": os_value(6)}),
         HostFacts("d", frozenset({"adfs"}), "x", facts={"os": {"value": [1]}}),
     )
     results = {r.target: r for r in evaluate([CHECK], Fleet(hosts=hosts))}

@@ -37,9 +37,8 @@ def test_lab_facts_round_trip() -> None:
 
 
 def test_fact_entries_keep_errors_apart_from_values() -> None:
-    doc = minimal(
-        facts={"os": {"value": {"version": "6.3.9600"}}, "iis": {"error": "access denied"}}
-    )
+    os = {"caption": "Windows", "version": "6.3.9600", "build_number": "9600", "product_type": 3}
+    doc = minimal(facts={"os": {"value": os}, "iis": {"error": "access denied"}})
     host = factsfile.parse(doc).hosts[0]
     assert host.fact("os").text("version") == "6.3.9600"
     with pytest.raises(FactUnavailable, match="access denied"):

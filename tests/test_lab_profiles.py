@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from expectations import lab_statuses
 
 from agent.errors import InputError
-from agent.factscripts import SCRIPTS, by_name, encode_command
+from agent.factscripts import SCRIPTS, by_name, encode_command, fact
+from agent.inventory import load_inventory
 from agent.lab import HostProfile, builtin_profiles_dir, load_lab, load_profile
 from agent.lab.profiles import Faults
 from agent.lab.simulate import run_command_line, utc_o_format
@@ -46,9 +48,18 @@ def test_builtin_lab_matches_the_lab_inventory() -> None:
         assert lab.inventory_vars[key] == inventory["all"]["vars"][key]
 
 
+REGENERATE = "stale: regenerate it with `python -m agent.lab.record` (README, 'The simulated lab')"
+
+
 def test_builtin_lab_matches_the_recorded_facts() -> None:
+    """inventory/lab.facts.json is what the profiles (and the fact declarations) make today."""
     lab = load_lab()
-    recorded = json.loads((REPO / "inventory" / "lab.facts.json").read_text())["hosts"]
+    document = json.loads((REPO / "inventory" / "lab.facts.json").read_text())
+    recorded = document["hosts"]
+    assert set(recorded) == {h.name for h in lab.hosts}, REGENERATE
+    inventory = load_inventory(REPO / "inventory" / "lab.yaml")
+    assert document["inventory"] == {"path": "inventory/lab.yaml",
+                                     "digest": inventory.digest}, REGENERATE
     for host in lab.hosts:
         record = recorded[host.name]
         if record["error"] is not None:
@@ -65,7 +76,7 @@ def test_builtin_lab_matches_the_recorded_facts() -> None:
                 - dt.datetime.fromisoformat(clock["agent_utc"])).total_seconds()
         # Recorded from a live scan: the skew carries a few ms of command time.
         assert host.clock_skew_seconds == pytest.approx(skew, abs=1.0)
-        assert dict(host.facts) == {k: v["value"] for k, v in facts.items()}
+        assert dict(host.facts) == {k: v["value"] for k, v in facts.items()}, REGENERATE
 
 
 def test_builtin_highlights() -> None:
@@ -79,6 +90,19 @@ def test_builtin_highlights() -> None:
     assert (portal.facts["iis"]["major"], portal.facts["iis"]["minor"]) == (8, 5)
     assert lab.host("portal02.lab.example").faults.hang
     assert lab.host("sync01.lab.example").facts["adsync"] == {"service_status": "Running"}
+
+
+def test_a_profile_extends_the_healthy_base_host_of_a_role(tmp_path: Path) -> None:
+    text = ("name: h1.lab.example\naddress: 127.0.3.1\nextends: adfs\n"
+            "facts: {os: {version: '6.2.9200'}}\nfact_errors: {adfs_providers: denied}\n")
+    profile = load_profile(_profile(tmp_path, text))
+    assert profile.roles == ("adfs",)
+    healthy_os = dict(fact("os").healthy)  # type: ignore[union-attr]
+    assert profile.facts["os"] == {**healthy_os, "version": "6.2.9200"}
+    assert profile.facts["adfs"] == fact("adfs").healthy  # type: ignore[union-attr]
+    assert "adfs_providers" not in profile.facts
+    assert profile.fact_errors == {"adfs_providers": "denied"}
+    assert "clock" not in profile.facts  # computed by the lab
 
 
 # -- strict loading --
@@ -110,6 +134,9 @@ def test_a_good_profile_loads(tmp_path: Path) -> None:
     ("fact_errors: {os: ''}\n", "[fact_errors.os] the error must be a non-empty string"),
     ("clock_skew_seconds: soon\n", "[clock_skew_seconds] must be a number of seconds"),
     ("roles: [adfs]\n", "duplicate key"),
+    ("extends: toaster\n", "[extends] extends 'toaster', not a role"),
+    ("extends: adfs\nfacts: {os: {product_type: '3'}}\n",
+     "[facts.os] 'os' does not fit its schema at 'product_type': expected integer"),
 ])
 def test_profile_problems_name_file_line_and_key(tmp_path: Path, extra: str,
                                                  expected: str) -> None:
@@ -217,3 +244,48 @@ def test_powershell_error_text_can_be_given() -> None:
     result = run_command_line(_host(powershell_error="Out of memory."), base.command_line())
     assert (result.stdout, result.exit_code) == (b"", 1)
     assert b'<S S="Error">Out of memory._x000D__x000A_</S>' in result.stderr
+
+
+def test_the_built_in_scenarios_show() -> None:
+    """What each built-in profile is there to show (its comment), evaluated in-process; the full
+    expected results are derived (tests/expectations.py), these are the scenarios' point."""
+    statuses = lab_statuses(load_lab())
+    assert statuses["adfs01.lab.example"]["adfs-os-version"] == "FAIL"  # 2012, not 2012 R2
+    assert statuses["adfs02.lab.example"]["adfs-adapter-registered"] == "FAIL"  # no adapter
+    assert statuses["mfa01.lab.example"]["mfa-server-retired"] == "FAIL"
+    assert statuses["mfa01.lab.example"]["clock-skew"] == "FAIL"  # 7.5 minutes fast
+    assert statuses["portal01.lab.example"]["portal-in-perimeter"] == "FAIL"
+    assert statuses["portal01.lab.example"]["portal-aspnet-v2"] == "FAIL"
+    assert statuses["sync01.lab.example"]["directory-sync-component"] == "PASS"
+    assert set(statuses["mfa02.lab.example"].values()) == {"ERROR"}  # refuses the password
+    assert set(statuses["portal02.lab.example"].values()) == {"ERROR"}  # never answers
+
+
+# -- output encoding --
+
+
+@pytest.mark.parametrize("caption", ["Microsoft Windows Server 2019 Standard ©",
+                                     "Майкрософт Windows Server 2012 R2 Datacenter",
+                                     "Microsoft Windows Server 2019 Standard 評価版"])
+def test_a_non_ascii_caption_leaves_the_host_as_utf8(tmp_path: Path, caption: str) -> None:
+    text = GOOD + f"extends: adfs\nfacts: {{os: {{caption: '{caption}'}}}}\n"
+    profile = load_profile(_profile(tmp_path, text.replace("roles: [adfs]\n", "")))
+    base = by_name("base")
+    assert base is not None
+    result = run_command_line(profile, base.command_line())
+    assert json.loads(result.stdout.decode("utf-8"))["os"]["value"]["caption"] == caption
+
+
+def test_without_the_utf8_statement_the_console_code_page_garbles_it(tmp_path: Path) -> None:
+    """Why the prelude sets UTF-8: without it, what the console's code page lacks becomes '?'."""
+    from agent.lab.simulate import UTF8_OUTPUT
+
+    base = by_name("base")
+    assert base is not None
+    assert UTF8_OUTPUT in base.text()  # the prelude's statement, as the simulator recognises it
+    text = GOOD + "extends: adfs\nfacts: {os: {caption: 'Windows Server 2019 Standard ©'}}\n"
+    profile = load_profile(_profile(tmp_path, text.replace("roles: [adfs]\n", "")))
+    without = encode_command(base.text().replace(UTF8_OUTPUT, "$null = 0"))
+    result = run_command_line(profile, without)
+    assert json.loads(result.stdout.decode("utf-8"))["os"]["value"]["caption"] == (
+        "Windows Server 2019 Standard ?")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import CliRun
+from expectations import failing_scripts
 
 from agent.factscripts import SCRIPTS
 
@@ -21,6 +22,7 @@ from labfixtures import Report  # noqa: E402
 from sshfixtures import (  # noqa: E402
     CHECK_FACTS,
     FAST_SSH_TIMEOUTS,
+    FAULT_PROFILES,
     HEALTHY,
     HEALTHY_STATUSES,
     JUMP_TARGET,
@@ -192,13 +194,13 @@ def test_host_keys_are_verified_against_known_hosts(
 
 #: Fault server → (the scripts that fail, their message with {host} and {script}).
 SCRIPT_FAULTS = {
-    "powershell-error": ({"base", "adfs"},
+    "powershell-error": (failing_scripts(FAULT_PROFILES / "powershell-error" / "faulty.yaml"),
                          "PowerShell error on {host} in the {script} script (exit 1): Cannot "
                          "invoke method. Method invocation is supported only on core types in "
                          "this language mode."),
-    "garbage-output": ({"base", "adfs"},
+    "garbage-output": (failing_scripts(FAULT_PROFILES / "garbage-output" / "faulty.yaml"),
                        "unreadable output from {host}: the {script} script did not print JSON"),
-    "command-line-limit": ({"base"},
+    "command-line-limit": (failing_scripts(FAULT_PROFILES / "command-line-limit" / "faulty.yaml"),
                            "{host} refused the {script} script: the command line is too long"),
 }
 

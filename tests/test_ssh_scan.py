@@ -38,6 +38,8 @@ from sshfixtures import (  # noqa: E402
     host_vars,
 )
 
+from agent.lab import builtin_profiles_dir  # noqa: E402
+
 pytest_plugins = ("labfixtures", "sshfixtures")
 pytestmark = pytest.mark.needs_server
 
@@ -177,6 +179,13 @@ def test_winrm_and_ssh_give_the_same_facts_and_results(
     assert set(ssh_facts) == set(winrm_facts) == set(hosts)
     for host in hosts:
         assert _without_clock(ssh_facts[host]) == _without_clock(winrm_facts[host]), host
+        # and both are the profile's, non-ASCII captions included (©, Cyrillic, Japanese)
+        profile = builtin_profiles_dir() / f"{host.split('.')[0]}.yaml"
+        assert _without_clock(ssh_facts[host]) == expected_facts(profile), host
+    captions = {ssh_facts[h]["os"]["value"]["caption"] for h in hosts}
+    assert {"Microsoft Windows Server 2019 Standard ©",
+            "Майкрософт Windows Server 2012 R2 Datacenter",
+            "Microsoft Windows Server 2012 R2 Datacenter 評価版"} <= captions
     winrm_outcomes, ssh_outcomes = over_winrm.outcomes(), over_ssh.outcomes()
     assert set(ssh_outcomes) == set(winrm_outcomes)
     for (check, target), (status, reason) in winrm_outcomes.items():

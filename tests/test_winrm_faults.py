@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import CliRun
+from expectations import SCRIPT_OF_FACT, check_facts, failing_scripts, profile_statuses
 
-from agent.factscripts import SCRIPTS
 from agent.lab import Faults, load_lab
 
 pytest.register_assert_rewrite("labfixtures")  # before importing it: its helpers assert
@@ -37,25 +37,10 @@ Runner = Callable[..., CliRun]
 UseLab = Callable[[LabProcess], str]
 
 FAULTY, HEALTHY = "faulty.lab.example", "healthy.lab.example"
-#: What the healthy AD FS host (and a faulty one whose fault does not show) yields.
-HEALTHY_STATUSES = {
-    "adfs-adapter-registered": "PASS",
-    "adfs-os-version": "PASS",
-    "adfs-role-running": "PASS",
-    "adfs-service-account-in-phonefactor-admins": "MANUAL",
-    "clock-skew": "PASS",
-    "mfa-server-retired": "PASS",
-    "service-account-healthy": "MANUAL",
-}
-#: Checks of an AD FS host and the fact each reads (the others need a directory: MANUAL).
-CHECK_FACTS = {
-    "adfs-adapter-registered": "adfs_providers",
-    "adfs-os-version": "os",
-    "adfs-role-running": "adfs",
-    "clock-skew": "clock",
-    "mfa-server-retired": "mfa_server",
-}
-SCRIPT_OF_FACT = {fact: script.name for script in SCRIPTS for fact in script.facts}
+#: What the healthy AD FS host (and a faulty one whose fault does not show) yields, and the fact
+#: each of its checks reads first: derived from the profile and the catalogue.
+HEALTHY_STATUSES = profile_statuses(FAULT_PROFILES / "hang" / "healthy.yaml")
+CHECK_FACTS = check_facts(FAULT_PROFILES / "hang" / "healthy.yaml")
 #: Options of the timed-out cases: the host deadline their message names.
 DEADLINE_3S = ("--host-timeout", "3", "--operation-timeout", "1", "--connect-timeout", "2")
 
@@ -180,14 +165,19 @@ class ScriptFault:
     message: str
 
 
+def _script_fault(case: str, message: str) -> ScriptFault:
+    return ScriptFault(case, failing_scripts(FAULT_PROFILES / case / "faulty.yaml"), message)
+
+
 SCRIPT_FAULTS = [
-    ScriptFault("powershell-error", frozenset({"base", "adfs"}),
-                f"PowerShell error on {FAULTY} in the {{script}} script (exit 1): Cannot invoke "
-                "method. Method invocation is supported only on core types in this language mode."),
-    ScriptFault("garbage-output", frozenset({"base", "adfs"}),
-                f"unreadable output from {FAULTY}: the {{script}} script did not print JSON"),
-    ScriptFault("command-line-limit", frozenset({"base"}),
-                f"{FAULTY} refused the {{script}} script: the command line is too long"),
+    _script_fault("powershell-error",
+                  f"PowerShell error on {FAULTY} in the {{script}} script (exit 1): Cannot invoke "
+                  "method. Method invocation is supported only on core types in this language "
+                  "mode."),
+    _script_fault("garbage-output",
+                  f"unreadable output from {FAULTY}: the {{script}} script did not print JSON"),
+    _script_fault("command-line-limit",
+                  f"{FAULTY} refused the {{script}} script: the command line is too long"),
 ]
 
 

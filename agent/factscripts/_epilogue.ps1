@@ -1,1 +1,1 @@
-$r | ConvertTo-Json -Depth 4 -Compress
+$r | ConvertTo-Json -Depth 8 -Compress

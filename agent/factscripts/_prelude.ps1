@@ -1,6 +1,10 @@
 # Shared by every fact script (prepended by agent.factscripts). Written for PowerShell 4.0 and 5.1.
 # Each fact is read in isolation: a failed read becomes {"error": "..."} for that fact only.
 $ErrorActionPreference = 'Stop'
+# UTF-8 output, without a byte order mark: otherwise stdout is the console's OEM code page (437,
+# 866, 932, ...) and a caption such as 'Windows Server 2019 Standard ©' arrives garbled. A host
+# without a console handle refuses the setting: its output stays as it was.
+try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false } catch { }
 $ProgressPreference = 'SilentlyContinue'
 if ($PSVersionTable.PSVersion.Major -lt 3) {
     [Console]::Out.Write('{"_unsupported":"PowerShell ' + $PSVersionTable.PSVersion + ' is too old: 3.0 or later is required"}')

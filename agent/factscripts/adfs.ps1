@@ -11,3 +11,16 @@ Read-Fact 'adfs_providers' {
     }
     @{ names = @(Get-AdfsAuthenticationProvider | ForEach-Object { [string]$_.Name }) }
 }
+# Per node: MFA Server's AD FS adapter installed on this node (its product, its assembly in the GAC).
+Read-Fact 'adfs_adapter_install' {
+    $keys = @('HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\*',
+              'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\*')
+    $app = Get-ItemProperty -Path $keys -ErrorAction SilentlyContinue |
+        Where-Object { $_.DisplayName -like '*Multi-Factor Authentication*AD FS*' } |
+        Select-Object -First 1
+    $gac = Join-Path $env:windir 'Microsoft.NET\assembly\GAC_MSIL'
+    @{ product = $(if ($app) { [string]$app.DisplayName } else { $null })
+       version = $(if ($app) { [string]$app.DisplayVersion } else { $null })
+       gac_assemblies = @(Get-ChildItem -Path $gac -Filter '*MultiFactorAuthentication*' -ErrorAction SilentlyContinue |
+           ForEach-Object { [string]$_.Name }) }
+}

@@ -12,7 +12,9 @@ one until SIGTERM. The built-in lab (``agent/lab/profiles``) matches ``inventory
 
 from __future__ import annotations
 
-from agent.lab.control import DEFAULT_USER, PASSWORD_ENV, Lab, LabError, LabHost, start_lab
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from agent.lab.profiles import (
     Faults,
     HostProfile,
@@ -21,6 +23,21 @@ from agent.lab.profiles import (
     load_lab,
     load_profile,
 )
+
+if TYPE_CHECKING:
+    from agent.lab.control import DEFAULT_USER, PASSWORD_ENV, Lab, LabError, LabHost, start_lab
+
+#: Names from `agent.lab.control`, imported on first use: the SSH tests' powershell stand-in runs
+#: once per fact script and needs only the profiles and the simulator, not the WS-Management
+#: server (its import costs seconds on a loaded machine).
+_CONTROL = frozenset({"DEFAULT_USER", "PASSWORD_ENV", "Lab", "LabError", "LabHost", "start_lab"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONTROL:
+        return getattr(importlib.import_module("agent.lab.control"), name)
+    raise AttributeError(f"module 'agent.lab' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_USER",

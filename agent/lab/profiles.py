@@ -4,13 +4,14 @@ A lab directory holds one ``*.yaml`` file per host plus an optional ``_lab.yaml`
 inventory-wide variables (``mfa_networks``, ``mfa_deployment``, …) that `Lab.write_inventory`
 puts under ``all.vars``. Files whose names start with ``_`` are never host profiles.
 
-A host profile::
+A host profile starts from the healthy base host of one role and states only what differs::
 
     name: adfs01.lab.example
     address: 127.0.1.11          # loopback address the host's WS-Management server listens on
-    roles: [adfs]                # inventory groups (agent.roles)
-    facts:                       # fact values exactly as the scripts report them (agent.facts)
-      os: {caption: ..., version: "6.2.9200", build_number: "9200", product_type: 3}
+    extends: adfs                # the base host: every fact its scripts read, healthy
+    roles: [adfs]                # inventory groups (agent.roles); default: [the extended role]
+    facts:                       # what differs from the base, key by key within a fact
+      os: {caption: ..., version: "6.2.9200", build_number: "9200"}
     fact_errors:                 # optional: reads that fail on this host
       adfs_providers: "Get-AdfsAuthenticationProvider : Access is denied."
     clock_skew_seconds: 0        # the computed clock fact is now + skew
@@ -25,9 +26,12 @@ A host profile::
       max_command_line: 8191     # longer command lines fail as cmd.exe's would
       split_output_bytes: 0      # > 0: stdout comes in Receives of at most this many bytes
 
-Loading is strict: unknown keys, wrong types, duplicate keys, unknown roles or facts, a ``clock``
-value (it is computed) and addresses outside loopback are all `InputError` problems naming the
-file, line and key.
+The base host of a role reports the first (healthy) example of every fact the role's scripts read
+(`agent.factscripts.FACTS`), so a new fact needs no profile unless a scenario is about it. Without
+``extends`` a profile states every fact itself. Loading is strict: unknown keys, wrong types,
+duplicate keys, unknown roles or facts, a fact value that does not fit its declared schema, a
+``clock`` value (it is computed) and addresses outside loopback are all `InputError` problems
+naming the file, line and key.
 """
 
 from __future__ import annotations
@@ -45,13 +49,14 @@ import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from agent.errors import InputError, Problem
-from agent.factscripts import MAX_COMMAND_LINE, SCRIPTS
+from agent.factschema import validate
+from agent.factscripts import FACTS, MAX_COMMAND_LINE, SCRIPTS, fact, scripts_for
 from agent.roles import ROLES
 
 #: Every fact some script emits.
 KNOWN_FACTS: Final[frozenset[str]] = frozenset(f for s in SCRIPTS for f in s.facts)
 #: Facts the lab computes rather than reads from the profile.
-COMPUTED_FACTS: Final[frozenset[str]] = frozenset({"clock"})
+COMPUTED_FACTS: Final[frozenset[str]] = frozenset(f.name for f in FACTS if f.computed)
 #: The file of inventory-wide variables in a lab directory.
 LAB_VARS_FILE: Final = "_lab.yaml"
 #: Inventory variables the lab writes itself; ``_lab.yaml`` may not set them.
@@ -76,8 +81,16 @@ _HOSTNAME: Final = re.compile(
 )
 _VAR_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS: Final = frozenset(
-    {"name", "address", "roles", "facts", "fact_errors", "clock_skew_seconds", "faults"}
+    {"name", "address", "extends", "roles", "facts", "fact_errors", "clock_skew_seconds",
+     "faults"}
 )
+
+
+def base_facts(role: str) -> dict[str, Any]:
+    """The healthy base host of `role`: the first example of every fact its scripts read."""
+    names = [f for s in scripts_for(frozenset({role})) for f in s.facts]
+    declared = (fact(name) for name in names)
+    return {d.name: dict(d.healthy) for d in declared if d is not None and not d.computed}
 
 
 @dataclass(frozen=True)
@@ -273,13 +286,13 @@ def _faults(doc: _Doc, raw: Any) -> Faults:
     return Faults(**values)
 
 
-def _facts(doc: _Doc, raw: Any) -> dict[str, Any]:
+def _facts(doc: _Doc, raw: Any, base: Mapping[str, Any]) -> dict[str, Any]:
     if raw is None:
-        return {}
+        return dict(base)
     if not isinstance(raw, dict):
         doc.problem(f"must be a mapping of fact name to value, not {_type_name(raw)}", key="facts")
         return {}
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = dict(base)
     for name, value in raw.items():
         where = f"facts.{name}"
         if name in COMPUTED_FACTS:
@@ -295,11 +308,19 @@ def _facts(doc: _Doc, raw: Any) -> dict[str, Any]:
             doc.problem("a fact value must be plain JSON data (no dates, sets or binary)",
                         key=where)
         else:
-            facts[str(name)] = value
+            merged = {**base.get(name, {}), **value}
+            declaration = fact(str(name))
+            mismatch = None if declaration is None else validate(declaration.schema, merged)
+            if mismatch is not None:
+                path, expected, _ = mismatch
+                doc.problem(f"'{name}' does not fit its schema at '{path}': expected {expected}",
+                            key=where)
+            facts[str(name)] = merged
     return facts
 
 
-def _fact_errors(doc: _Doc, raw: Any, facts: Mapping[str, Any]) -> dict[str, str]:
+def _fact_errors(doc: _Doc, raw: Any, facts: dict[str, Any], stated: Any) -> dict[str, str]:
+    """The read errors; `stated` is the profile's own ``facts`` (inherited values give way)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -313,9 +334,10 @@ def _fact_errors(doc: _Doc, raw: Any, facts: Mapping[str, Any]) -> dict[str, str
             doc.problem(f"unknown fact '{name}'", key=where)
         elif not isinstance(message, str) or not message.strip():
             doc.problem("the error must be a non-empty string", key=where)
-        elif name in facts:
+        elif isinstance(stated, dict) and name in stated:
             doc.problem(f"'{name}' has both a value (facts) and an error (fact_errors)", key=where)
         else:
+            facts.pop(str(name), None)  # an inherited value gives way to the error
             errors[str(name)] = message
     return errors
 
@@ -376,9 +398,18 @@ def _parse_profile(doc: _Doc) -> HostProfile | None:
     if "name" in data and (not isinstance(name, str) or not _HOSTNAME.match(name)):
         doc.problem("must be a host name (letters, digits, '-' and '.')", key="name")
     address = _address(doc, data["address"]) if "address" in data else ""
-    roles = _roles(doc, data.get("roles"))
-    facts = _facts(doc, data.get("facts"))
-    errors = _fact_errors(doc, data.get("fact_errors"), facts)
+    extends = data.get("extends")
+    base: dict[str, Any] = {}
+    if extends is not None:
+        if extends in ROLES:
+            base = base_facts(extends)
+        else:
+            doc.problem(f"extends {extends!r}, not a role (known: {', '.join(ROLES)})",
+                        key="extends")
+    default_roles = [extends] if extends in ROLES else None
+    roles = _roles(doc, data.get("roles", default_roles))
+    facts = _facts(doc, data.get("facts"), base)
+    errors = _fact_errors(doc, data.get("fact_errors"), facts, data.get("facts"))
     skew = data.get("clock_skew_seconds", 0)
     if not _is_number(skew) or abs(skew) > 10 * 365 * 86400:
         doc.problem("must be a number of seconds (within ten years)", key="clock_skew_seconds")

@@ -7,6 +7,11 @@ the script (`by_name(name).facts`) ``{"value": ...}`` from ``facts``, ``{"error"
 ``fact_errors`` or, when the profile has neither, a "not found" error; ``clock`` is computed as
 now + ``clock_skew_seconds``. Anything else fails the way Windows would: cmd.exe's line-length and
 "is not recognized" messages, or PowerShell's CLIXML error records on stderr with exit code 1.
+
+Output is encoded as Windows would: UTF-8 when the script sets ``[Console]::OutputEncoding`` to
+UTF-8 (`UTF8_OUTPUT`, in the shared prelude), else the console's OEM code page (437 on an en-US
+host), where a character it lacks becomes ``?``. ConvertTo-Json leaves non-ASCII characters as
+they are, and so does the simulator.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ CLIXML_HEADER: Final = b"#< CLIXML\r\n"
 POWERSHELL_NS: Final = "http://schemas.microsoft.com/powershell/2004/04"
 TOO_LONG: Final = b"The command line is too long.\r\n"
 _POWERSHELL_EXES: Final = frozenset({"powershell", "powershell.exe", "pwsh", "pwsh.exe"})
+#: The statement by which a script makes PowerShell write UTF-8 (agent/factscripts/_prelude.ps1).
+UTF8_OUTPUT: Final = "[Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false"
+#: The OEM code page of an en-US Windows console, what stdout is without `UTF8_OUTPUT`.
+OEM_CODE_PAGE: Final = "cp437"
 
 #: What the ``powershell_error`` fault reports by default: the script is blocked outright, as
 #: under an AppLocker/WDAC policy that forces ConstrainedLanguage mode.
@@ -96,7 +105,7 @@ def _powershell_failure(profile: HostProfile) -> CommandResult:
     else:
         lines = _error_record(
             DEFAULT_POWERSHELL_ERROR,
-            "$r | ConvertTo-Json -Depth 4 -Compress",
+            "$r | ConvertTo-Json -Depth 8 -Compress",
             "InvalidOperation: (:) [], RuntimeException",
             "MethodInvocationNotSupportedInConstrainedLanguage",
         )
@@ -155,5 +164,7 @@ def run_command_line(
     entries = fact_entries(profile, fact_script.facts, now)
     if profile.faults.garbage_output:
         return CommandResult(_garbage(entries), b"", 0)
-    document = json.dumps(entries, separators=(",", ":"), ensure_ascii=True)
-    return CommandResult(document.encode("utf-8") + b"\r\n", b"", 0)
+    document = json.dumps(entries, separators=(",", ":"), ensure_ascii=False) + "\r\n"
+    if UTF8_OUTPUT in script:
+        return CommandResult(document.encode("utf-8"), b"", 0)
+    return CommandResult(document.encode(OEM_CODE_PAGE, "replace"), b"", 0)

@@ -1,0 +1,120 @@
+"""The shape of a fact's value: a small schema language, its validation and its description.
+
+A fact declaration (`agent.factscripts.FACTS`) states its value's shape with these types::
+
+    Obj({"caption": STR, "version": STR, "product_type": INT, "path": Opt(STR),
+         "names": ListOf(STR)})
+
+`Obj` is a JSON object; its keys are all required, except those whose type is `Opt` (null or
+absent: absence is a fact, not an error). Keys not declared are refused: a script that emits a key
+nothing declares is a script that drifted from its declaration. `validate` returns the first
+mismatch as ``(path, expected, got)``; `describe` renders the shape for documentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: ``(path, expected, got)``: where a value departs from its schema, and how.
+Mismatch = tuple[str, str, Any]
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A JSON string, integer (not a boolean) or boolean."""
+
+    name: str
+
+    def check(self, value: Any) -> bool:
+        """Whether `value` is this scalar."""
+        if self.name == "integer":
+            return isinstance(value, int) and not isinstance(value, bool)
+        if self.name == "boolean":
+            return isinstance(value, bool)
+        return isinstance(value, str)
+
+    def describe(self) -> str:
+        """The type's name."""
+        return {"integer": "int", "boolean": "bool", "string": "str"}[self.name]
+
+
+@dataclass(frozen=True)
+class Opt:
+    """A value of `inner` type, or null (or, inside an `Obj`, absent)."""
+
+    inner: Schema
+
+    def describe(self) -> str:
+        """``str|null``."""
+        return f"{describe(self.inner)}|null"
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A JSON array whose items are all of `item` type."""
+
+    item: Schema
+
+    def describe(self) -> str:
+        """``[str]``."""
+        return f"[{describe(self.item)}]"
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object with exactly these keys (`Opt` ones may be left out)."""
+
+    fields: Mapping[str, Schema]
+
+    def describe(self) -> str:
+        """``{"key": type, ...}``."""
+        inner = ", ".join(f'"{k}": {describe(v)}' for k, v in self.fields.items())
+        return "{" + inner + "}"
+
+
+Schema = Scalar | Opt | ListOf | Obj
+
+STR = Scalar("string")
+INT = Scalar("integer")
+BOOL = Scalar("boolean")
+
+
+def describe(schema: Schema) -> str:
+    """The shape in a compact JSON-like notation, e.g. ``{"names": [str]}``."""
+    return schema.describe()
+
+
+def _where(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def validate(schema: Schema, value: Any, path: str = "") -> Mismatch | None:
+    """The first place where `value` departs from `schema`, or None when it fits."""
+    if isinstance(schema, Opt):
+        return None if value is None else validate(schema.inner, value, path)
+    if isinstance(schema, Scalar):
+        return None if schema.check(value) else (path, schema.name, value)
+    if isinstance(schema, ListOf):
+        if not isinstance(value, list):
+            return (path, f"list of {describe(schema.item)}", value)
+        for index, item in enumerate(value):
+            found = validate(schema.item, item, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        return (path, "mapping", value)
+    for key, field in schema.fields.items():
+        if key not in value:
+            if isinstance(field, Opt):
+                continue
+            return (_where(path, key), f"{describe(field)} (the key is missing)", None)
+        found = validate(field, value[key], _where(path, key))
+        if found is not None:
+            return found
+    extra = sorted(set(value) - set(schema.fields))
+    if extra:
+        return (_where(path, extra[0]), "no such key (undeclared)", value[extra[0]])
+    return None
