@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labfixtures import REPO, clean_environment, unused_port
-
 from conftest import require_or_fail
+from labfixtures import REPO, clean_environment, unused_port
 
 START_TIMEOUT = 60.0
 
@@ -88,7 +87,8 @@ def start_redis(directory: Path) -> RedisServer:
             break
         if process.poll() is not None or time.monotonic() > deadline:
             stop(process)
-            raise AssertionError(f"redis-server did not start: {(directory / 'redis.log').read_text()}")
+            log = (directory / "redis.log").read_text()
+            raise AssertionError(f"redis-server did not start: {log}")
         time.sleep(0.05)
     log = directory / "monitor.log"
     monitor = subprocess.Popen(["redis-cli", "-p", str(port), "monitor"],
