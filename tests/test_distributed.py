@@ -306,3 +306,28 @@ def test_broker_down_exits_3_naming_it_without_password(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert f"redis://127.0.0.1:{port}/0" in result.stderr
     assert "Sekr1t" not in result.stderr + result.stdout
+
+
+def test_a_task_delivered_twice_reads_its_host_once(
+    builtin_lab: LabProcess, broker: RedisServer, workers: dict[str, Worker]
+) -> None:
+    """What Redis redelivers (visibility timeout) after a worker took it is not read again."""
+    import uuid
+
+    from agent.connectors.common import Timeouts
+    from agent.distributed.app import make_app
+    from agent.distributed.payload import TASK_NAME, task_for
+    from agent.inventory import load_inventory
+
+    host = next(h for h in load_inventory(builtin_lab.inventory).hosts
+                if h.name == "adfs01.lab.example")
+    document = task_for(host, Timeouts(connect=2, operation=1, host=4))
+    app = make_app(broker.url)
+    task_id = f"mfa-agent-twice-{uuid.uuid4()}"
+    first = app.send_task(TASK_NAME, args=[document], queue="mfa-agent.default", task_id=task_id)
+    app.send_task(TASK_NAME, args=[document], queue="mfa-agent.default", task_id=task_id)
+    worker = workers["default"]
+    wait_for(lambda: f"task {task_id} already claimed" in worker.text(), "the second delivery")
+    reply = first.get(timeout=60)
+    assert reply["host"]["error"] is None and reply["host"]["facts"]
+    assert worker.text().count(f"Task {TASK_NAME}[{task_id}] succeeded") == 1

@@ -196,3 +196,17 @@ def test_broker_options_are_checked(run_cli: Callable[..., CliRun], tmp_path: Pa
     assert amqp.code == 3 and "is not a Redis URL" in amqp.err and "pw1" not in amqp.err
     worker = run_cli("worker", "--broker", "redis://127.0.0.1:1/0", "--zone", "bad zone")
     assert worker.code == 3 and "not a zone name" in worker.err
+
+
+def test_without_the_celery_extra_the_hint_says_how_to_install(
+    run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "celery", None)  # import celery now raises ImportError
+    example = str(Path(__file__).resolve().parent.parent / "inventory" / "example.yaml")
+    for args in (("scan", "-i", example, "--broker", "redis://127.0.0.1:1/0", "--no-history"),
+                 ("worker", "--broker", "redis://127.0.0.1:1/0", "--zone", "dmz")):
+        result = run_cli(*args)
+        assert result.code == 3, result.err
+        assert "pip install 'mfa-agent[celery]'" in result.err

@@ -40,7 +40,7 @@ from agent.distributed.payload import (
     zone_of,
 )
 from agent.errors import InputError, Problem
-from agent.facts import Declared, HostError, HostFacts
+from agent.facts import HostError, HostFacts
 from agent.gather import Gathered, GatherOptions
 from agent.inventory import Host
 
@@ -72,7 +72,8 @@ class DispatchOptions:
 class _Task:
     host: Host
     zone: str
-    task_id: str
+    document: dict[str, Any]
+    task_id: str = ""
     attempt: int = 1
     worker: str | None = None  # who claimed (started) it
     started: float | None = None
@@ -92,6 +93,8 @@ class _Run:
     results: dict[str, HostFacts] = field(default_factory=dict)
     notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     pending: dict[str, _Task] = field(default_factory=dict)  # by task id
+    zones: dict[str, _Zone] = field(default_factory=dict)
+    dispatched: float = 0.0
 
     def record(self, facts: HostFacts, notes: tuple[str, ...] = ()) -> None:
         if facts.name in self.results:
@@ -108,14 +111,8 @@ class _Run:
 
 
 def _error(host: Host, kind: str, message: str) -> HostFacts:
-    return HostFacts(
-        name=host.name,
-        roles=host.roles,
-        address=host.address,
-        declared=host.declared if isinstance(host.declared, Declared) else Declared(),
-        facts={},
-        error=HostError(kind, message),
-    )
+    return HostFacts(host.name, host.roles, host.address, host.declared, {},
+                     HostError(kind, message))
 
 
 class ZoneGather:
@@ -124,6 +121,11 @@ class ZoneGather:
     def __init__(self, options: DispatchOptions, app: Celery | None = None) -> None:
         self.options = options
         self.app = app if app is not None else make_app(options.broker)
+        from kombu.exceptions import OperationalError
+        from redis.exceptions import RedisError
+
+        #: What a broker that went away raises (the hosts not yet read are then ERROR).
+        self.broker_errors: tuple[type[Exception], ...] = (RedisError, OperationalError, OSError)
 
     def check_broker(self) -> None:
         """`InputError` (exit 3) naming the broker, without its password, when it is unreachable."""
@@ -156,8 +158,12 @@ class ZoneGather:
             self._collect(run, options)
         except KeyboardInterrupt:
             self._cancel(run, "scan interrupted before this host was read",
-                         ErrorKind.INTERRUPTED.value, all_tasks=True)
+                         ErrorKind.INTERRUPTED.value)
             return run.gathered(interrupted=True)
+        except self.broker_errors as exc:
+            log.debug("the broker failed during the scan", exc_info=True)
+            self._cancel(run, f"lost the broker {shown_broker(self.options.broker)} before this "
+                         f"host was read ({type(exc).__name__})", "broker-lost")
         return run.gathered()
 
     # -- sending -------------------------------------------------------------------------------
@@ -168,21 +174,21 @@ class ZoneGather:
                 run.record(HostFacts(host.name, host.roles, host.address, host.declared, {}))
                 continue
             try:
-                task_for(host, options.timeouts)
+                document = task_for(host, options.timeouts)
             except CannotTravel as exc:
                 run.record(_error(host, ErrorKind.CONFIGURATION.value, str(exc)))
                 continue
-            self._send(run, _Task(host, zone_of(host), ""), options)
-        self.dispatched = time.monotonic()
-        self.zones = {t.zone: _Zone() for t in run.pending.values()}
+            self._send(run, _Task(host, zone_of(host), document))
+        run.dispatched = time.monotonic()
+        run.zones = {t.zone: _Zone() for t in run.pending.values()}
 
-    def _send(self, run: _Run, task: _Task, options: GatherOptions) -> None:
+    def _send(self, run: _Run, task: _Task) -> None:
         task.task_id = f"mfa-agent-{uuid.uuid4()}"
         task.worker, task.started, task.absent = None, None, 0
         run.pending[task.task_id] = task
         self.app.send_task(
             TASK_NAME,
-            args=[task_for(task.host, options.timeouts)],
+            args=[task.document],
             queue=queue_for(task.zone),
             task_id=task.task_id,
         )
@@ -195,7 +201,7 @@ class ZoneGather:
             self._poll(run)
             now = time.monotonic()
             if now >= next_probe and run.pending:
-                self._probe(run, options)
+                self._probe(run)
                 next_probe = time.monotonic() + PROBE_INTERVAL
             self._expire(run, options, now)
             if run.pending:
@@ -205,17 +211,21 @@ class ZoneGather:
         """Collect the replies that arrived, and who claimed what."""
         ids = list(run.pending)
         backend = self.app.backend
-        keys = [backend.get_key_for_task(i) for i in ids] + [claim_key(i) for i in ids]
-        values = backend.client.mget(keys)
+        result_keys = [backend.get_key_for_task(i) for i in ids]
+        values = backend.client.mget(result_keys + [claim_key(i) for i in ids])
         results, claims = values[: len(ids)], values[len(ids):]
-        for task_id, raw, claim in zip(ids, results, claims, strict=True):
+        finished = []
+        for task_id, key, raw, claim in zip(ids, result_keys, results, claims, strict=True):
             task = run.pending[task_id]
             if claim is not None and task.worker is None:
                 task.worker = _text(claim)
                 task.started = time.monotonic()
-                self.zones[task.zone].started = True
+                run.zones[task.zone].started = True
             if raw is not None:
                 self._finish(run, task, raw)
+                finished.append(key)
+        if finished:  # read once: no need to keep them on the broker until they expire
+            backend.client.delete(*finished)
 
     def _finish(self, run: _Run, task: _Task, raw: bytes) -> None:
         del run.pending[task.task_id]
@@ -235,7 +245,7 @@ class ZoneGather:
             return
         run.record(facts, (*notes, f"read by worker {worker} (zone {task.zone})"))
 
-    def _probe(self, run: _Run, options: GatherOptions) -> None:
+    def _probe(self, run: _Run) -> None:
         """Ask the workers which queues they consume; act on absent consumers and lost workers."""
         replies = self.app.control.inspect(timeout=PROBE_TIMEOUT).active_queues() or {}
         alive = set(replies)
@@ -248,19 +258,19 @@ class ZoneGather:
                 continue
             task.absent = 0 if task.worker in alive else task.absent + 1
             if task.absent >= ABSENT_PROBES:
-                self._lost(run, task, options)
-        for name, zone in self.zones.items():
+                self._lost(run, task)
+        for name, zone in run.zones.items():
             zone.absent = 0 if queue_for(name) in consumed else zone.absent + 1
             if zone.absent >= ABSENT_PROBES:
                 self._no_worker(run, name)
 
-    def _lost(self, run: _Run, task: _Task, options: GatherOptions) -> None:
+    def _lost(self, run: _Run, task: _Task) -> None:
         del run.pending[task.task_id]
         lost = task.worker
         if task.attempt == 1:
             log.warning("%s: worker %s lost; sending the host again", task.host.name, lost)
             task.attempt = 2
-            self._send(run, task, options)
+            self._send(run, task)
             return
         run.record(_error(task.host, "worker-lost",
                           f"worker lost: {lost} stopped answering while reading this host "
@@ -278,8 +288,8 @@ class ZoneGather:
                 run.record(_error(task.host, "no-worker", f"no worker for zone {zone}"))
 
     def _expire(self, run: _Run, options: GatherOptions, now: float) -> None:
-        for name, zone in self.zones.items():
-            if not zone.started and now - self.dispatched > self.options.zone_timeout:
+        for name, zone in run.zones.items():
+            if not zone.started and now - run.dispatched > self.options.zone_timeout:
                 self._no_worker(run, name)
         limit = options.timeouts.host + REPLY_GRACE
         for task in list(run.pending.values()):
@@ -295,13 +305,13 @@ class ZoneGather:
                                               ex=24 * 3600)
         return bool(claimed)
 
-    def _cancel(self, run: _Run, message: str, kind: str, all_tasks: bool) -> None:
-        """Cancel every pending task (Ctrl-C); their hosts get `message`."""
+    def _cancel(self, run: _Run, message: str, kind: str) -> None:
+        """Cancel every pending task (Ctrl-C, broker lost); their hosts get `message`."""
         ids = list(run.pending)
         for task in list(run.pending.values()):
             try:
                 self._claim(task)
-            except Exception:
+            except Exception:  # the broker may be gone: the host is reported all the same
                 log.debug("could not cancel %s", task.task_id, exc_info=True)
             run.record(_error(task.host, kind, message))
         run.pending.clear()
