@@ -330,4 +330,34 @@ def test_a_task_delivered_twice_reads_its_host_once(
     wait_for(lambda: f"task {task_id} already claimed" in worker.text(), "the second delivery")
     reply = first.get(timeout=60)
     assert reply["host"]["error"] is None and reply["host"]["facts"]
-    assert worker.text().count(f"Task {TASK_NAME}[{task_id}] succeeded") == 1
+    succeeded = f"Task {TASK_NAME}[{task_id}] succeeded"
+    wait_for(lambda: succeeded in worker.text(), "the first delivery's log line")
+    assert worker.text().count(succeeded) == 1
+    assert worker.text().count(f"Task {TASK_NAME}[{task_id}] ignored") == 1
+
+
+def test_broker_lost_mid_scan_reports_the_hosts_not_read(
+    builtin_lab: LabProcess, tmp_path: Path
+) -> None:
+    zone = "nobody"
+    inventory = zoned(builtin_lab, tmp_path / "nobody.yaml", zone=zone)
+    with running_redis(tmp_path / "redis") as lost:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "scan", "-i", str(inventory), "--broker", lost.url,
+             "--limit", "user_portal", "--no-history", "--format", "json",
+             "--zone-timeout", "3600", *FAST_TIMEOUTS],
+            cwd=REPO, env=clean_environment(None), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        client: Any = lost.client()
+        try:
+            wait_for(lambda: client.llen(f"mfa-agent.{zone}") == len(PORTALS), "the dispatch")
+            lost.process.kill()
+            out, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    report = Report.parse(out)
+    assert process.returncode in (1, 2), err  # the scan completed and reported
+    for name in PORTALS:
+        assert (report.error(name) or "").startswith(f"lost the broker {lost.url} "), name
