@@ -9,6 +9,7 @@ zone), Ctrl-C, a broker that is down, a pickled message.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -361,3 +362,43 @@ def test_broker_lost_mid_scan_reports_the_hosts_not_read(
     assert process.returncode in (1, 2), err  # the scan completed and reported
     for name in PORTALS:
         assert (report.error(name) or "").startswith(f"lost the broker {lost.url} "), name
+
+
+def test_a_forged_or_oversized_reply_cannot_change_a_host(
+    builtin_lab: LabProcess, broker: RedisServer, tmp_path: Path
+) -> None:
+    """Whoever writes results on the broker can claim facts, never who a host is."""
+    import threading
+
+    from agent.connectors.common import Timeouts
+    from agent.distributed.dispatch import DispatchOptions, ZoneGather
+    from agent.gather import Gathered, GatherOptions
+    from agent.inventory import load_inventory
+
+    zone = f"forge{unused_port()}"
+    inventory = load_inventory(zoned(builtin_lab, tmp_path / "forge.yaml", zone=zone))
+    hosts = [h for h in inventory.hosts if h.name in PORTALS]
+    done: list[Gathered] = []
+    thread = threading.Thread(target=lambda: done.append(ZoneGather(
+        DispatchOptions(broker=broker.url, zone_timeout=3600))(
+            hosts, GatherOptions(timeouts=Timeouts(connect=2, operation=1, host=4)), None)))
+    thread.start()
+    client: Any = broker.client()
+    wait_for(lambda: client.llen(f"mfa-agent.{zone}") == 2, "the dispatch")
+    ids = {}
+    for message in client.lrange(f"mfa-agent.{zone}", 0, -1):
+        envelope = json.loads(message)
+        (document,), _, _ = json.loads(base64.b64decode(envelope["body"]))
+        ids[document["host"]["name"]] = envelope["headers"]["id"]
+    forged = {"host": {"address": "203.0.113.7", "roles": ["adfs"], "error": None,
+                       "facts": {"os": {"value": {"caption": "forged"}}}},
+              "notes": [], "worker": "evil@nowhere"}
+    client.set(f"celery-task-meta-{ids['portal01.lab.example']}",
+               json.dumps({"status": "SUCCESS", "result": forged}))
+    client.set(f"celery-task-meta-{ids['portal02.lab.example']}", "x" * (4 * 2**20 + 1))
+    thread.join(timeout=120)
+    (gathered,) = done
+    portal01, portal02 = gathered.hosts
+    assert (portal01.roles, portal01.address) == (hosts[0].roles, hosts[0].address)
+    assert portal01.facts == {"os": {"value": {"caption": "forged"}}}
+    assert portal02.error is not None and "larger than 4 MiB" in portal02.error.message

@@ -56,6 +56,8 @@ PROBE_INTERVAL: Final = 3.0
 PROBE_TIMEOUT: Final = 1.5
 #: Probes in a row without a consumer (or without a worker that started a host) before giving up.
 ABSENT_PROBES: Final = 3
+#: Largest reply read from the broker for one host (facts are a few kilobytes).
+MAX_REPLY_BYTES: Final = 4 * 2**20
 #: Seconds past a host's deadline a worker may take to reply before the host is timed out.
 REPLY_GRACE: Final = 60.0
 
@@ -212,8 +214,11 @@ class ZoneGather:
         ids = list(run.pending)
         backend = self.app.backend
         result_keys = [backend.get_key_for_task(i) for i in ids]
-        values = backend.client.mget(result_keys + [claim_key(i) for i in ids])
-        results, claims = values[: len(ids)], values[len(ids):]
+        pipe = backend.client.pipeline(transaction=False)
+        for key in result_keys:  # at most one byte more than allowed: memory stays bounded
+            pipe.getrange(key, 0, MAX_REPLY_BYTES)
+        pipe.mget([claim_key(i) for i in ids])
+        *results, claims = pipe.execute() if ids else [[]]
         finished = []
         for task_id, key, raw, claim in zip(ids, result_keys, results, claims, strict=True):
             task = run.pending[task_id]
@@ -221,7 +226,7 @@ class ZoneGather:
                 task.worker = _text(claim)
                 task.started = time.monotonic()
                 run.zones[task.zone].started = True
-            if raw is not None:
+            if raw:  # b"" while there is no result yet
                 self._finish(run, task, raw)
                 finished.append(key)
         if finished:  # read once: no need to keep them on the broker until they expire
@@ -231,6 +236,8 @@ class ZoneGather:
         del run.pending[task.task_id]
         host = task.host
         try:
+            if len(raw) > MAX_REPLY_BYTES:
+                raise BadTask(f"larger than {MAX_REPLY_BYTES // 2**20} MiB")
             meta = json.loads(raw)
             if not isinstance(meta, dict):
                 raise BadTask("not a result")
