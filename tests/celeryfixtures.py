@@ -170,7 +170,7 @@ class Worker:
 
 def start_worker(
     broker: str, zones: list[str], name: str, directory: Path, password: str | None,
-    concurrency: int = 4,
+    concurrency: int = 4, extra_env: dict[str, str] | None = None,
 ) -> Worker:
     """Start ``python -m agent worker`` and wait until Celery says it is ready."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,8 @@ def start_worker(
             "--concurrency", str(concurrency), "--name", f"{name}@test"]
     for zone in zones:
         args += ["--zone", zone]
-    process = subprocess.Popen(args, cwd=REPO, env=clean_environment(password),
+    env = clean_environment(password) | (extra_env or {})
+    process = subprocess.Popen(args, cwd=REPO, env=env,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
     worker = Worker(process, f"{name}@test", log)
     deadline = time.monotonic() + START_TIMEOUT
@@ -205,3 +206,32 @@ def environment_without(name: str) -> dict[str, str]:
     env = clean_environment(None)
     env.pop(name, None)
     return {k: v for k, v in env.items() if k != name} | {"PATH": os.environ.get("PATH", "")}
+
+
+def write_signing_identity(directory: Path, name: str) -> tuple[Path, Path]:
+    """A private key and self-signed certificate (PEM files) for Celery message signing."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    key_file, cert_file = directory / f"{name}.key", directory / f"{name}.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_file, cert_file

@@ -402,3 +402,49 @@ def test_a_forged_or_oversized_reply_cannot_change_a_host(
     assert (portal01.roles, portal01.address) == (hosts[0].roles, hosts[0].address)
     assert portal01.facts == {"os": {"value": {"caption": "forged"}}}
     assert portal02.error is not None and "larger than 4 MiB" in portal02.error.message
+
+
+def _signing(key: Path, cert: Path, trust: Path) -> dict[str, str]:
+    return {"MFA_AGENT_SIGNING_KEY": str(key), "MFA_AGENT_SIGNING_CERT": str(cert),
+            "MFA_AGENT_SIGNING_TRUST": str(trust / "*.pem")}
+
+
+def test_signed_messages_only_from_trusted_parties(
+    builtin_lab: LabProcess, broker: RedisServer, password: str, tmp_path: Path,
+) -> None:
+    """With signing on, a worker reads for a trusted coordinator only (in processes of their
+    own: Celery's signing setup changes serializer registries process-wide)."""
+    from celeryfixtures import write_signing_identity
+
+    trust = tmp_path / "trust"
+    coordinator = write_signing_identity(trust, "coordinator")
+    worker_identity = write_signing_identity(trust, "worker")
+    intruder = write_signing_identity(tmp_path / "elsewhere", "intruder")
+    zone = f"signed{unused_port()}"
+    inventory = zoned(builtin_lab, tmp_path / "signed.yaml", zone=zone)
+    worker = start_worker(broker.url, [zone], "w-signed", tmp_path, password,
+                          extra_env=_signing(*worker_identity, trust))
+
+    def scan_as(identity: tuple[Path, Path] | None) -> Report:
+        env = clean_environment(None) | (_signing(*identity, trust) if identity else {})
+        result = subprocess.run(
+            [sys.executable, "-m", "agent", "scan", "-i", str(inventory), "--broker", broker.url,
+             "--limit", "portal01.lab.example", "--no-history", "--format", "json",
+             *FAST_TIMEOUTS],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
+        )
+        return Report.parse(result.stdout)
+
+    try:
+        trusted = scan_as(coordinator)
+        assert trusted.error("portal01.lab.example") is None
+        assert (f"read by worker w-signed@test (zone {zone})"
+                in trusted.hosts["portal01.lab.example"]["trust_notes"])
+        for identity in (None, intruder):
+            refused = scan_as(identity)
+            assert refused.error("portal01.lab.example") == f"no worker for zone {zone}"
+        log = worker.text()
+        assert "Refusing to deserialize untrusted content of type json" in log
+        assert "Unknown certificate: b'intruder" in log
+    finally:
+        worker.stop()

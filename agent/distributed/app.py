@@ -16,6 +16,7 @@ command line says how to install it (`require_celery`).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -73,14 +74,50 @@ def check_broker_url(url: str) -> None:
 
 
 def make_app(broker_url: str) -> Celery:
-    """The Celery application for `broker_url` (broker and result backend on the same Redis)."""
+    """The Celery application for `broker_url` (broker and result backend on the same Redis).
+
+    With the `SIGNING_VARIABLES` set, every message is signed and only signed ones are accepted.
+    """
     require_celery()
     check_broker_url(broker_url)
+    signing = signing_settings()
     from celery import Celery
 
     app = Celery("mfa_agent", broker=broker_url, backend=broker_url, set_as_current=False)
     app.conf.update(settings())
+    if signing is not None:
+        app.conf.update(signing, task_serializer="auth", accept_content=["auth"])
+        try:
+            app.setup_security(allowed_serializers=["json"], serializer="json")
+        except Exception as exc:  # unreadable or mismatched key and certificate files
+            raise InputError(
+                Problem("<environment>", f"cannot set up message signing: {type(exc).__name__}: "
+                        f"{str(exc)[:200]}", key=SIGNING_VARIABLES[0])
+            ) from None
     return app
+
+
+#: Message signing (Celery's ``auth`` serializer): this party's private key and certificate
+#: (PEM files), and a glob of the certificates of every party whose messages are accepted.
+SIGNING_VARIABLES: Final = (
+    "MFA_AGENT_SIGNING_KEY", "MFA_AGENT_SIGNING_CERT", "MFA_AGENT_SIGNING_TRUST"
+)
+
+
+def signing_settings() -> dict[str, str] | None:
+    """Celery's ``security_*`` settings from `SIGNING_VARIABLES`; None when none is set."""
+    values = {name: os.environ.get(name, "") for name in SIGNING_VARIABLES}
+    if not any(values.values()):
+        return None
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise InputError(
+            Problem("<environment>", f"message signing needs all of {', '.join(SIGNING_VARIABLES)}"
+                    f" ({', '.join(missing)} not set)", key=missing[0])
+        )
+    key, cert, trust = values.values()
+    return {"security_key": key, "security_certificate": cert, "security_cert_store": trust,
+            "security_digest": "sha256"}
 
 
 def settings() -> dict[str, Any]:
