@@ -210,3 +210,22 @@ def test_without_the_celery_extra_the_hint_says_how_to_install(
         result = run_cli(*args)
         assert result.code == 3, result.err
         assert "pip install 'mfa-agent[celery]'" in result.err
+
+
+def test_signing_needs_all_three_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.distributed.app import signing_settings
+
+    assert signing_settings() is None
+    monkeypatch.setenv("MFA_AGENT_SIGNING_KEY", "/etc/mfa-agent/worker.key")
+    with pytest.raises(InputError) as raised:
+        signing_settings()
+    (problem,) = raised.value.problems
+    assert "MFA_AGENT_SIGNING_CERT, MFA_AGENT_SIGNING_TRUST not set" in problem.message
+    monkeypatch.setenv("MFA_AGENT_SIGNING_CERT", "/etc/mfa-agent/worker.pem")
+    monkeypatch.setenv("MFA_AGENT_SIGNING_TRUST", "/etc/mfa-agent/trust/*.pem")
+    assert signing_settings() == {
+        "security_key": "/etc/mfa-agent/worker.key",
+        "security_certificate": "/etc/mfa-agent/worker.pem",
+        "security_cert_store": "/etc/mfa-agent/trust/*.pem",
+        "security_digest": "sha256",
+    }

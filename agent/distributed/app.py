@@ -9,6 +9,8 @@
   should the first worker start it after all, the task's claim (`claim_key`, Redis SET NX) lets
   only one of them read the host.
 * Results expire after `RESULT_EXPIRES`; task arguments are not stored with them.
+* Optional message signing (`SIGNING_VARIABLES`): Celery's ``auth`` serializer signs every task
+  and control message, and only messages signed by a trusted certificate are accepted.
 
 Celery is imported only here and in `worker`, on first use: without the ``celery`` extra the
 command line says how to install it (`require_celery`).
