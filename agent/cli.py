@@ -483,7 +483,11 @@ def demo(
 
 @cli.command("worker")
 @_DEBUG_OPTION
-@click.option("--broker", required=True, metavar="URL", help="Redis broker (redis://host:6379/0).")
+@click.option(
+    "--broker", required=True, metavar="URL", envvar="MFA_AGENT_BROKER",
+    help="Redis broker (redis://host:6379/0); default $MFA_AGENT_BROKER (keeps a password in "
+    "the URL out of the process list).",
+)
 @click.option(
     "--zone", "zones", multiple=True, required=True, metavar="ZONE",
     help="Read the hosts of this zone (mfa_zone; repeatable).",

@@ -229,3 +229,12 @@ def test_signing_needs_all_three_variables(monkeypatch: pytest.MonkeyPatch) -> N
         "security_cert_store": "/etc/mfa-agent/trust/*.pem",
         "security_digest": "sha256",
     }
+
+
+def test_worker_broker_from_the_environment(
+    run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "--broker" in run_cli("worker", "--zone", "dmz").err  # required...
+    monkeypatch.setenv("MFA_AGENT_BROKER", "amqp://u:pw2@rabbit//")
+    result = run_cli("worker", "--zone", "dmz")  # ...unless MFA_AGENT_BROKER gives it
+    assert result.code == 3 and "is not a Redis URL" in result.err and "pw2" not in result.err
