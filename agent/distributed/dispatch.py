@@ -165,7 +165,7 @@ class ZoneGather:
         except self.broker_errors as exc:
             log.debug("the broker failed during the scan", exc_info=True)
             self._cancel(run, f"lost the broker {shown_broker(self.options.broker)} before this "
-                         f"host was read ({type(exc).__name__})", "broker-lost")
+                         f"host was read ({type(exc).__name__})", "broker-lost", reachable=False)
         return run.gathered()
 
     # -- sending -------------------------------------------------------------------------------
@@ -312,18 +312,21 @@ class ZoneGather:
                                               ex=24 * 3600)
         return bool(claimed)
 
-    def _cancel(self, run: _Run, message: str, kind: str) -> None:
+    def _cancel(self, run: _Run, message: str, kind: str, reachable: bool = True) -> None:
         """Cancel every pending task (Ctrl-C, broker lost); their hosts get `message`."""
         ids = list(run.pending)
         for task in list(run.pending.values()):
-            try:
-                self._claim(task)
-            except Exception:  # the broker may be gone: the host is reported all the same
-                log.debug("could not cancel %s", task.task_id, exc_info=True)
+            if reachable:
+                try:
+                    self._claim(task)
+                except Exception:  # the broker may be gone: the host is reported all the same
+                    log.debug("could not cancel %s", task.task_id, exc_info=True)
+                    reachable = False
             run.record(_error(task.host, kind, message))
         run.pending.clear()
         try:
-            self.app.control.revoke(ids)
+            if reachable and ids:
+                self.app.control.revoke(ids)
         except Exception:
             log.debug("could not revoke the outstanding tasks", exc_info=True)
         for host in run.hosts:
