@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Seconds between two polls of the results.
-POLL_INTERVAL: Final = 0.2
+POLL_INTERVAL: Final = 0.5
 #: Seconds between two probes of the workers, and how long one probe waits for replies.
 PROBE_INTERVAL: Final = 3.0
 PROBE_TIMEOUT: Final = 1.5
