@@ -8,8 +8,9 @@ What can go wrong, and what the host then says (never missing, never reported tw
 * no worker consumes a zone's queue: ERROR "no worker for zone Z", as soon as probes of the
   workers (Celery's ``active_queues`` broadcast) have shown no consumer `ABSENT_PROBES` times in
   a row, at the latest when no host of the zone was started within ``zone_timeout`` of dispatch;
-* a worker that started a host stops answering probes (killed, partitioned): the host is re-sent
-  once, as a new task, to its zone; lost again (or no worker left) → ERROR "worker lost";
+* a worker that started a host stops answering probes and shows no other activity (claims,
+  replies) for `ABSENT_PROBES` probes (killed, partitioned): the host is re-sent once, as a new
+  task, to its zone; lost again (or no worker left) → ERROR "worker lost";
 * a worker that started a host but has not replied long after the host's deadline: ERROR
   timed out (the worker enforces the deadline itself; this only bounds a misbehaving worker);
 * Ctrl-C: every task not yet started is cancelled (claimed by the coordinator, and revoked).
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL: Final = 0.5
 #: Seconds between two probes of the workers, and how long one probe waits for replies.
 PROBE_INTERVAL: Final = 3.0
-PROBE_TIMEOUT: Final = 1.5
+PROBE_TIMEOUT: Final = 2.0
 #: Probes in a row without a consumer (or without a worker that started a host) before giving up.
 ABSENT_PROBES: Final = 3
 #: Largest reply read from the broker for one host (facts are a few kilobytes).
@@ -97,6 +98,10 @@ class _Run:
     pending: dict[str, _Task] = field(default_factory=dict)  # by task id
     zones: dict[str, _Zone] = field(default_factory=dict)
     dispatched: float = 0.0
+    #: Workers and zones that showed activity (a claim, a reply) since the last probe: alive
+    #: even if a busy worker is slow to answer the probe itself.
+    active_workers: set[str] = field(default_factory=set)
+    active_zones: set[str] = field(default_factory=set)
 
     def record(self, facts: HostFacts, notes: tuple[str, ...] = ()) -> None:
         if facts.name in self.results:
@@ -226,6 +231,8 @@ class ZoneGather:
                 task.worker = _text(claim)
                 task.started = time.monotonic()
                 run.zones[task.zone].started = True
+                run.active_workers.add(task.worker)
+                run.active_zones.add(task.zone)
             if raw:  # b"" while there is no result yet
                 self._finish(run, task, raw)
                 finished.append(key)
@@ -250,16 +257,19 @@ class ZoneGather:
             log.warning("%s: unusable reply: %s", host.name, exc)
             run.record(_error(host, "internal", f"unusable reply from the worker: {exc}"[:300]))
             return
+        run.active_workers.add(worker)
+        run.active_zones.add(task.zone)
         run.record(facts, (*notes, f"read by worker {worker} (zone {task.zone})"))
 
     def _probe(self, run: _Run) -> None:
         """Ask the workers which queues they consume; act on absent consumers and lost workers."""
         replies = self.app.control.inspect(timeout=PROBE_TIMEOUT).active_queues() or {}
-        alive = set(replies)
+        alive = set(replies) | run.active_workers
         consumed = {
             q.get("name") for queues in replies.values() for q in queues or ()
             if isinstance(q, dict)
-        }
+        } | {queue_for(zone) for zone in run.active_zones}
+        run.active_workers, run.active_zones = set(), set()
         for task in list(run.pending.values()):
             if task.worker is None or task.worker == CANCELLED:
                 continue
