@@ -31,7 +31,7 @@ from agent.report.writer import FORMATS
 if TYPE_CHECKING:
     from agent.history import History, StoredScan
     from agent.inventory import Inventory
-    from agent.scan import ScanOptions, ScanRun
+    from agent.scan import Gatherer, ScanOptions, ScanRun
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -296,6 +296,20 @@ def _load_given_inventory(args: _InventoryArgs) -> Inventory:
     help="WS-Management OperationTimeout in seconds (one request).",
 )
 @click.option(
+    "--broker",
+    metavar="URL",
+    help="Read hosts through Celery workers of their zones (mfa_zone) on this Redis broker "
+    "(redis://host:6379/0); needs the celery extra.",
+)
+@click.option(
+    "--zone-timeout",
+    type=click.FloatRange(1, 86400),
+    default=120,
+    show_default=True,
+    help="With --broker: seconds from dispatch for a zone's first host to start before its "
+    "hosts are ERROR (no worker for zone).",
+)
+@click.option(
     "--waivers",
     "waivers_path",
     metavar="FILE",
@@ -332,6 +346,8 @@ def scan(
     host_timeout: float,
     connect_timeout: float,
     operation_timeout: int,
+    broker: str | None,
+    zone_timeout: float,
     waivers_path: str | None,
     db: str | None,
     no_history: bool,
@@ -364,6 +380,7 @@ def scan(
     known = [c.meta.id for c in load_catalogue()]
     waivers = load_waivers(waivers_path, known) if waivers_path else ()
     facts = factsfile.load(replay) if replay is not None else None
+    zones = _zone_gather(broker, zone_timeout, replay is not None)
     history = None if no_history else History.open(Path(db).expanduser() if db else None)
     with contextlib.closing(history) if history is not None else contextlib.nullcontext():
         options = ScanOptions(include=include, skip=skip, limit=limit, sweep=sweep)
@@ -377,6 +394,7 @@ def scan(
                 workers=workers,
                 timeouts=(connect_timeout, operation_timeout, host_timeout),
                 progress=not quiet,
+                gatherer=zones,
             )
         run = dataclasses.replace(run, report=finalize(run.report, waivers, history))
     _deliver(run, output)
@@ -421,6 +439,20 @@ def _creatable(directory: Path) -> bool:
     return False
 
 
+def _zone_gather(broker: str | None, zone_timeout: float, replay: bool) -> Gatherer | None:
+    """With --broker: the gather step through the zones' workers, its broker checked now."""
+    if broker is None:
+        return None
+    if replay:
+        raise InputError(Problem("<arguments>", "--broker applies to live scans, not --replay",
+                                 key="--broker"))
+    from agent.distributed.dispatch import DispatchOptions, ZoneGather
+
+    zones = ZoneGather(DispatchOptions(broker=broker, zone_timeout=zone_timeout))
+    zones.check_broker()
+    return zones
+
+
 def _live_scan(
     inventory: Inventory,
     options: ScanOptions,
@@ -428,6 +460,7 @@ def _live_scan(
     workers: int,
     timeouts: tuple[float, int, float],
     progress: bool = True,
+    gatherer: Gatherer | None = None,
 ) -> ScanRun:
     from agent.connectors.common import Timeouts
     from agent.gather import GatherOptions
@@ -439,9 +472,19 @@ def _live_scan(
         workers=workers, timeouts=Timeouts(connect=connect, operation=operation, host=host)
     )
     with ScanProgress(enabled=None if progress else False) as shown:
-        return live(
-            inventory, options, gather_options, on_done=shown.host_done, on_start=shown.start
+        run = live(
+            inventory, options, gather_options, on_done=shown.host_done, on_start=shown.start,
+            gatherer=gatherer,
         )
+    if gatherer is None:
+        from agent.distributed import zones_note
+
+        note = zones_note(inventory)
+        if note:
+            run = dataclasses.replace(
+                run, report=dataclasses.replace(run.report, warnings=(*run.report.warnings, note))
+            )
+    return run
 
 
 @dataclass(frozen=True)
@@ -547,6 +590,34 @@ def demo(
         say=lambda line: _stderr().print(line, markup=False),
     )
     _deliver(run, _Output(save_facts, formats, output_dir, color))
+
+
+@cli.command("worker")
+@_DEBUG_OPTION
+@click.option(
+    "--broker", required=True, metavar="URL", envvar="MFA_AGENT_BROKER",
+    help="Redis broker (redis://host:6379/0); default $MFA_AGENT_BROKER (keeps a password in "
+    "the URL out of the process list).",
+)
+@click.option(
+    "--zone", "zones", multiple=True, required=True, metavar="ZONE",
+    help="Read the hosts of this zone (mfa_zone; repeatable).",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
+    help="Hosts read at the same time.",
+)
+@click.option("--name", metavar="NAME", help="Celery node name (default: unique per process).")
+def worker_cmd(broker: str, zones: tuple[str, ...], concurrency: int, name: str | None) -> None:
+    """Read hosts of ZONEs for scans sent through the broker (Celery worker; celery extra).
+
+    Needs no inventory: each task carries one host's settings; its password is read from this
+    worker's own environment ({{ lookup('env', 'NAME') }} in the coordinator's inventory).
+    """
+    from agent.distributed.worker import check_zones, run_worker
+
+    check_zones(zones)
+    raise SystemExit(run_worker(broker, zones, concurrency, name))
 
 
 @cli.group("lab")

@@ -21,7 +21,7 @@ from agent.engine import evaluate, select_checks
 from agent.errors import InputError, Problem
 from agent.facts import DirectoryView, Fleet, HostError, HostFacts
 from agent.factsfile import FactsFile
-from agent.gather import GatherOptions, gather
+from agent.gather import Gathered, GatherOptions, gather
 from agent.history import History, inventory_key, stored_results
 from agent.inventory import DirectorySettings, Host, Inventory
 from agent.model import Waiver
@@ -242,23 +242,34 @@ def gather_directory(settings: DirectorySettings, accounts: Sequence[str]) -> di
         return {"error": f"internal error reading the directory: {type(exc).__name__}"}
 
 
+#: A gather step: `agent.gather.gather`, or `agent.distributed.dispatch.ZoneGather` (workers).
+Gatherer = Callable[
+    [Sequence[Host], GatherOptions, Callable[[HostFacts], None] | None], Gathered
+]
+
+
 def live(
     inventory: Inventory,
     options: ScanOptions,
     gather_options: GatherOptions,
     on_done: Callable[[HostFacts], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    gatherer: Gatherer | None = None,
 ) -> ScanRun:
-    """Connect to the inventory's hosts, gather their facts and evaluate the checks."""
+    """Connect to the inventory's hosts, gather their facts and evaluate the checks.
+
+    With a `gatherer` other than the local one, the hosts' secrets are the gatherer's business
+    (workers hold them): only the directory's must be available here.
+    """
     started = datetime.now(UTC)
     checks = select_checks(load_catalogue(), options.include, options.skip)
     selected = select_hosts(inventory, options)
-    problems = inventory.missing_secrets(selected)
+    problems = inventory.missing_secrets(selected if gatherer is None else ())
     if problems:
         raise InputError(problems)
     if on_start is not None:
         on_start(len(selected))
-    gathered = gather(selected, gather_options, on_done=on_done)
+    gathered = (gatherer or _local_gather)(selected, gather_options, on_done)
     entry = None
     interrupted = gathered.interrupted
     if inventory.directory is not None and not interrupted:
@@ -297,6 +308,14 @@ def live(
         interrupted=interrupted,
     )
     return run
+
+
+def _local_gather(
+    hosts: Sequence[Host],
+    options: GatherOptions,
+    on_done: Callable[[HostFacts], None] | None,
+) -> Gathered:
+    return gather(hosts, options, on_done=on_done)
 
 
 def _summary(host: Host, facts: HostFacts, notes: tuple[str, ...] = ()) -> HostSummary:

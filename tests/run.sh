@@ -26,13 +26,14 @@ if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     apt_install python3-venv python3-pip
 fi
 # The real servers the tests start on loopback: a Samba AD domain controller, OpenSSH (target and
-# jump host), and Chromium to render the HTML report. In CI a missing one fails the run.
+# jump host), Chromium to render the HTML report, and Redis (redis-server, with redis-cli: the
+# Celery broker of zoned scans). In CI a missing one fails the run.
 apt_install samba samba-ad-dc samba-ad-provision winbind krb5-user \
-    openssh-server openssh-client chromium \
+    openssh-server openssh-client chromium redis-server \
     libkrb5-dev  # the kerberos extra (gssapi, pykerberos) builds against it
 
 "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,kerberos]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,kerberos,celery]'
 
 echo "== ruff"; .venv/bin/ruff check agent checks tests
 echo "== mypy"; .venv/bin/mypy

@@ -440,6 +440,17 @@ def role_groups(ctx: Ctx, value: Any) -> dict[str, tuple[str, ...]]:
     return result
 
 
+_ZONE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def zone(ctx: Ctx, value: Any) -> str:
+    """``mfa_zone``: the network zone whose workers read the host (a Celery queue name)."""
+    name = text(ctx, value)
+    if not _ZONE.match(name):
+        ctx.fail(f"'{name[:60]}' is not a zone name (letters, digits, '_', '.', '-'; 1-63)")
+    return name
+
+
 #: Every ``mfa_*`` variable and its validator.
 MFA_VARIABLES: Final[Mapping[str, Validator]] = {
     "mfa_roles": role_list,
@@ -451,6 +462,7 @@ MFA_VARIABLES: Final[Mapping[str, Validator]] = {
     "mfa_clock_skew_max_seconds": integer(1),
     "mfa_allow_insecure_transport": boolean,
     "mfa_ssh_key_passphrase": secret,
+    "mfa_zone": zone,
 }
 
 #: ``mfa_*`` variables that describe the whole deployment: only the ``all`` group may set them.

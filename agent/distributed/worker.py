@@ -1,0 +1,119 @@
+"""``mfa-agent worker``: a Celery worker that reads the hosts of its zones.
+
+Each task is one host (`agent.distributed.payload`); the worker rebuilds it, resolves its secret
+references from its own environment, and reads it with the same `agent.gather.gather` a local
+scan uses, so deadlines, errors and facts are exactly a local scan's. A worker needs no inventory.
+``--concurrency N`` threads read N hosts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from agent.distributed.app import RESULT_EXPIRES, claim_key, make_app
+from agent.distributed.payload import (
+    SECRET_FIELDS,
+    TASK_NAME,
+    BadTask,
+    host_from_task,
+    queue_for,
+    reply_for,
+)
+from agent.errors import Problem
+from agent.facts import HostError, HostFacts
+from agent.gather import GatherOptions, gather
+from agent.inventory import Host, Secret
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+
+
+def check_zones(zones: Sequence[str]) -> None:
+    """`InputError` naming every --zone that is not a valid zone name."""
+    from agent.errors import InputError
+    from agent.inventory.settings import Ctx, Rejected, zone
+
+    problems: list[Problem] = []
+    for name in zones:
+        with contextlib.suppress(Rejected):
+            zone(Ctx("<arguments>", None, "--zone", problems), name)
+    if problems:
+        raise InputError(problems)
+
+
+def default_name(zones: Sequence[str]) -> str:
+    """A node name unique to this process, so several workers of a zone can share a machine."""
+    unique = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return f"mfa-agent-{'+'.join(zones)[:60]}-{unique}@{socket.gethostname()}"
+
+
+def read_host(document: Any, worker: str) -> dict[str, Any]:
+    """Read the host a task describes; the reply document (errors included, never raised)."""
+    try:
+        host, timeouts = host_from_task(document)
+    except BadTask as exc:
+        refused = {"kind": "bad-task", "message": f"the worker refused the task: {exc}"[:300]}
+        return {"host": {"error": refused, "facts": {}}, "notes": [], "worker": worker}
+    missing = [s.env_name for s in _secrets(host) if not s.is_available()]
+    if missing:
+        error = HostError(
+            "configuration",
+            f"environment variable {missing[0]} is not set on the worker that read this host",
+        )
+        return reply_for(_facts(host, error), (), worker)
+    gathered = gather([host], GatherOptions(workers=1, timeouts=timeouts))
+    return reply_for(gathered.hosts[0], gathered.notes.get(host.name, ()), worker)
+
+
+def _secrets(host: Host) -> list[Secret]:
+    values = [getattr(host.connection, name) for name in SECRET_FIELDS]
+    return [s for s in values if isinstance(s, Secret)]
+
+
+def _facts(host: Host, error: HostError) -> HostFacts:
+    from agent.facts import Declared
+
+    return HostFacts(name=host.name, roles=host.roles, address=host.address,
+                     declared=Declared(), facts={}, error=error)
+
+
+def register(app: Celery) -> None:
+    """Register the task on `app`."""
+
+    from celery.exceptions import Ignore
+
+    @app.task(name=TASK_NAME, bind=True, ignore_result=False)  # type: ignore[untyped-decorator]
+    def read_host_task(self: Any, document: Any) -> dict[str, Any]:
+        worker = str(self.request.hostname or "?")
+        claimed = app.backend.client.set(
+            claim_key(str(self.request.id)), worker, nx=True, ex=RESULT_EXPIRES
+        )
+        if not claimed:  # read by another worker already, or cancelled by the coordinator
+            log.info("task %s already claimed: not reading it again", self.request.id)
+            raise Ignore()
+        return read_host(document, worker)
+
+
+def run_worker(broker: str, zones: Sequence[str], concurrency: int, name: str | None) -> int:
+    """Run a worker for `zones` until it is stopped; its exit code."""
+    app = make_app(broker)
+    register(app)
+    worker = app.Worker(
+        hostname=name or default_name(zones),
+        queues=[queue_for(z) for z in zones],
+        concurrency=concurrency,
+        pool="threads",
+        loglevel="INFO",
+        without_gossip=True,
+        optimization="fair",
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
