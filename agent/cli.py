@@ -31,6 +31,7 @@ from agent.report.writer import FORMATS
 if TYPE_CHECKING:
     from agent.history import History, StoredScan
     from agent.inventory import Inventory
+    from agent.inventory.vault import VaultKeys
     from agent.scan import Gatherer, ScanOptions, ScanRun
 
 EXIT_CODES_HELP = """\b
@@ -224,13 +225,25 @@ def _prompt_vault_password(text: str) -> str:
     return click.prompt(text, hide_input=True, err=True, default="", show_default=False)
 
 
-def _load_given_inventory(args: _InventoryArgs) -> Inventory:
-    """The inventory the -i, vault and --roles options name."""
-    from agent.inventory import load_inventory
+def _vault_keys(args: _InventoryArgs) -> VaultKeys:
     from agent.inventory.vault import collect_passwords
 
     prompt = _prompt_vault_password if sys.stdin.isatty() else None
-    keys = collect_passwords(args.vault_password_files, args.vault_ids, args.ask_vault_pass, prompt)
+    return collect_passwords(
+        args.vault_password_files, args.vault_ids, args.ask_vault_pass, prompt
+    )
+
+
+def _load_given_inventory(args: _InventoryArgs, *, defer_vault: bool = False) -> Inventory:
+    """The inventory the -i, vault and --roles options name.
+
+    `defer_vault`: without a vault password, ``!vault`` passwords stay encrypted (the workers
+    of a ``--broker`` scan decrypt them with their own vault password).
+    """
+    from agent.inventory import load_inventory
+
+    keys = _vault_keys(args)
+    keys.defer = defer_vault
     return load_inventory(list(args.paths), vault=keys, roles_file=args.roles)
 
 
@@ -376,7 +389,11 @@ def scan(
     output = _Output(save_facts, formats, output_dir, color, quiet)
     _check_output_args(formats, output_dir, save_facts)
     # Everything the user gave is validated before a single host is contacted.
-    inventory = _load_given_inventory(inventory_args) if inventory_args.paths else None
+    inventory = (
+        _load_given_inventory(inventory_args, defer_vault=broker is not None)
+        if inventory_args.paths
+        else None
+    )
     known = [c.meta.id for c in load_catalogue()]
     waivers = load_waivers(waivers_path, known) if waivers_path else ()
     facts = factsfile.load(replay) if replay is not None else None
@@ -608,16 +625,25 @@ def demo(
     help="Hosts read at the same time.",
 )
 @click.option("--name", metavar="NAME", help="Celery node name (default: unique per process).")
+@_inventory_options(required=False)
 def worker_cmd(broker: str, zones: tuple[str, ...], concurrency: int, name: str | None) -> None:
     """Read hosts of ZONEs for scans sent through the broker (Celery worker; celery extra).
 
     Needs no inventory: each task carries one host's settings; its password is read from this
-    worker's own environment ({{ lookup('env', 'NAME') }} in the coordinator's inventory).
+    worker's own environment ({{ lookup('env', 'NAME') }} in the coordinator's inventory) or
+    decrypted with this worker's vault password (a !vault value; --vault-password-file,
+    --vault-id, $ANSIBLE_VAULT_PASSWORD_FILE).
     """
     from agent.distributed.worker import check_zones, run_worker
 
     check_zones(zones)
-    raise SystemExit(run_worker(broker, zones, concurrency, name))
+    args = _inventory_args()
+    if args.paths or args.roles:
+        raise InputError(
+            Problem("<arguments>", "a worker needs no inventory: tasks carry each host",
+                    key="-i" if args.paths else "--roles")
+        )
+    raise SystemExit(run_worker(broker, zones, concurrency, name, vault=_vault_keys(args)))
 
 
 @cli.group("lab")

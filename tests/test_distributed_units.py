@@ -238,3 +238,67 @@ def test_worker_broker_from_the_environment(
     monkeypatch.setenv("MFA_AGENT_BROKER", "amqp://u:pw2@rabbit//")
     result = run_cli("worker", "--zone", "dmz")  # ...unless MFA_AGENT_BROKER gives it
     assert result.code == 3 and "is not a Redis URL" in result.err and "pw2" not in result.err
+
+
+def test_a_vault_password_travels_encrypted_and_the_worker_decrypts_it(
+    tmp_path: Path,
+) -> None:
+    """A !vault password: the coordinator loads it without the vault password (deferred), the
+    task carries only its ciphertext, and only a worker holding the vault password opens it."""
+    import sys
+    import textwrap
+
+    from agent.distributed.worker import _decrypt_vault_secrets
+    from agent.inventory.vault import VaultKeys, VaultPassword
+    from conftest import require_or_fail
+    from tests.ansible_oracle import encrypt_string
+
+    require_or_fail((Path(sys.executable).parent / "ansible-vault").exists(),
+                    "ansible-core (the test extra, to make vault fixtures)")
+    key_file = tmp_path / "vault-pw"
+    key_file.write_text("Worker-Vault-Key\n")
+    vaulted = encrypt_string("Vaulted-Pw-5e1d", "ansible_password", key_file, tmp_path)
+    path = tmp_path / "inv.yml"
+    path.write_text("adfs:\n  hosts:\n    adfs01.corp.example:\n      ansible_user: audit\n"
+                    + textwrap.indent(vaulted, "      "))
+    with pytest.raises(InputError):  # an ordinary load still needs the vault password
+        load_inventory(path)
+    host = load_inventory(path, vault=VaultKeys(defer=True)).hosts[0]
+    text = json.dumps(task_for(host, Timeouts()))
+    assert "Vaulted-Pw-5e1d" not in text and "$ANSIBLE_VAULT;1.1;AES256" in text
+    rebuilt, _ = host_from_task(json.loads(text))
+
+    no_keys = _decrypt_vault_secrets(rebuilt, VaultKeys())
+    assert isinstance(no_keys, HostError) and "--vault-password-file" in no_keys.message
+    wrong = _decrypt_vault_secrets(rebuilt, VaultKeys([VaultPassword("default", b"nope")]))
+    assert isinstance(wrong, HostError) and "decrypts" in wrong.message
+    opened = _decrypt_vault_secrets(
+        rebuilt, VaultKeys([VaultPassword("default", b"Worker-Vault-Key")])
+    )
+    assert isinstance(opened, Host)
+    assert opened.connection.password is not None
+    assert opened.connection.password.reveal() == "Vaulted-Pw-5e1d"
+
+
+def test_a_password_from_a_wholly_encrypted_file_cannot_travel(tmp_path: Path) -> None:
+    import sys
+
+    from agent.inventory.vault import VaultKeys, VaultPassword
+    from conftest import require_or_fail
+    from tests.ansible_oracle import encrypt_file
+
+    require_or_fail((Path(sys.executable).parent / "ansible-vault").exists(),
+                    "ansible-core (the test extra, to make vault fixtures)")
+    key_file = tmp_path / "vault-pw"
+    key_file.write_text("File-Vault-Key\n")
+    (tmp_path / "group_vars").mkdir()
+    secret_file = tmp_path / "group_vars" / "adfs.yml"
+    secret_file.write_text("ansible_password: File-Pw-77aa\n")
+    encrypt_file(secret_file, key_file, tmp_path)
+    path = tmp_path / "inv.yml"
+    path.write_text("adfs:\n  hosts:\n    adfs01.corp.example:\n      ansible_user: audit\n")
+    keys = VaultKeys([VaultPassword("default", b"File-Vault-Key")])
+    host = load_inventory(path, vault=keys).hosts[0]
+    with pytest.raises(CannotTravel) as raised:
+        task_for(host, Timeouts())
+    assert "!vault value" in str(raised.value) and "File-Pw" not in str(raised.value)

@@ -2,14 +2,12 @@
 
 A task is one host: its name, address and roles, the non-secret connection settings the inventory
 resolved for it, the scan's timeouts, and for each secret only a *reference* the worker resolves
-itself (today ``{"kind": "env", "name": "VAR"}``: the variable of ``{{ lookup('env', 'VAR') }}``,
-read from the worker's own environment). A password written inline in the inventory has no
-reference and cannot be sent: `task_for` raises `CannotTravel` and the host is an ERROR saying so.
-
-Extension point for vault: a ``!vault`` value would travel as ``{"kind": "vault", "ciphertext":
-...}`` (ciphertext is safe on the broker) and `resolve_secret` would decrypt it with the worker's
-own vault password file. Add the kind in `secret_reference` and `resolve_secret`; nothing else
-changes.
+itself: ``{"kind": "env", "name": "VAR"}`` (the variable of ``{{ lookup('env', 'VAR') }}``, read
+from the worker's own environment) or ``{"kind": "vault", "ciphertext": "$ANSIBLE_VAULT;..."}``
+(a ``!vault`` value, decrypted with the worker's own vault password; ciphertext is safe on the
+broker). A password written inline in the inventory, or read from a wholly vault-encrypted file,
+has no reference and cannot be sent: `task_for` raises `CannotTravel` and the host is an ERROR
+saying so.
 
 The reply is the host's entry of a facts document (`agent.factsfile`), checked by
 `agent.factsfile.parse` on the coordinator, which keeps only the facts and the host error: who the
@@ -40,7 +38,11 @@ SECRET_FIELDS: Final = ("password", "ssh_key_passphrase")
 TRAVELLING_VARS: Final = ("ansible_winrm_cert_pem", "ansible_winrm_cert_key_pem")
 INLINE_HINT: Final = (
     "a password written inline in the inventory is never sent to a worker: "
-    "use {{ lookup('env', 'NAME') }} (set NAME on the zone's workers) or a vault value"
+    "use {{ lookup('env', 'NAME') }} (set NAME on the zone's workers) or a !vault value"
+)
+VAULT_FILE_HINT: Final = (
+    "a password from a wholly vault-encrypted vars file cannot be sent to a worker: "
+    "write it as a !vault value (ansible-vault encrypt_string) or an env lookup"
 )
 
 
@@ -69,20 +71,29 @@ def secret_reference(secret: Secret | None, key: str) -> dict[str, str] | None:
         return None
     if secret.env_name is not None:
         return {"kind": "env", "name": secret.env_name}
-    # Extension point: a vault secret becomes {"kind": "vault", "ciphertext": ...} here.
+    if secret.source == "vault":
+        if secret.reference() is None:
+            raise CannotTravel(f"{key}: {VAULT_FILE_HINT}")
+        return {"kind": "vault", "ciphertext": str(secret.ciphertext)}
     raise CannotTravel(f"{key}: {INLINE_HINT}")
 
 
 def resolve_secret(reference: Any, key: str) -> Secret | None:
-    """The `Secret` a reference names, read lazily from the worker's environment."""
+    """The `Secret` a reference names: an env secret read lazily from the worker's environment,
+    or a vault secret still encrypted (the worker decrypts it with `decrypt_secrets`)."""
     if reference is None:
         return None
-    if not isinstance(reference, Mapping) or set(reference) != {"kind", "name"}:
+    if not isinstance(reference, Mapping):
         raise BadTask(f"{key}: not a secret reference")
-    # Extension point: {"kind": "vault", ...} decrypts with the worker's vault password file.
-    if reference["kind"] != "env" or not isinstance(reference["name"], str):
-        raise BadTask(f"{key}: unsupported secret reference")
-    return Secret.from_env(reference["name"])
+    kind = reference.get("kind")
+    if kind == "env" and set(reference) == {"kind", "name"} and isinstance(reference["name"], str):
+        return Secret.from_env(reference["name"])
+    text = reference.get("ciphertext")
+    if kind == "vault" and set(reference) == {"kind", "ciphertext"} and isinstance(text, str):
+        if not text.lstrip().startswith("$ANSIBLE_VAULT;"):
+            raise BadTask(f"{key}: not a vault ciphertext")
+        return Secret.from_vault(text)
+    raise BadTask(f"{key}: unsupported secret reference")
 
 
 def task_for(host: Host, timeouts: Timeouts) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """``mfa-agent worker``: a Celery worker that reads the hosts of its zones.
 
 Each task is one host (`agent.distributed.payload`); the worker rebuilds it, resolves its secret
-references from its own environment, and reads it with the same `agent.gather.gather` a local
+references from its own environment or vault password, and reads it with the same `agent.gather.gather` a local
 scan uses, so deadlines, errors and facts are exactly a local scan's. A worker needs no inventory.
 ``--concurrency N`` threads read N hosts at once.
 """
@@ -9,6 +9,7 @@ scan uses, so deadlines, errors and facts are exactly a local scan's. A worker n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ from agent.errors import Problem
 from agent.facts import HostError, HostFacts
 from agent.gather import GatherOptions, gather
 from agent.inventory import Host, Secret
+from agent.inventory.vault import VaultKeys
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -55,13 +57,20 @@ def default_name(zones: Sequence[str]) -> str:
     return f"mfa-agent-{'+'.join(zones)[:60]}-{unique}@{socket.gethostname()}"
 
 
-def read_host(document: Any, worker: str) -> dict[str, Any]:
-    """Read the host a task describes; the reply document (errors included, never raised)."""
+def read_host(document: Any, worker: str, vault: VaultKeys | None = None) -> dict[str, Any]:
+    """Read the host a task describes; the reply document (errors included, never raised).
+
+    `vault`: this worker's vault passwords, for ``!vault`` passwords the task carries encrypted.
+    """
     try:
         host, timeouts = host_from_task(document)
     except BadTask as exc:
         refused = {"kind": "bad-task", "message": f"the worker refused the task: {exc}"[:300]}
         return {"host": {"error": refused, "facts": {}}, "notes": [], "worker": worker}
+    decrypted = _decrypt_vault_secrets(host, vault or VaultKeys())
+    if isinstance(decrypted, HostError):
+        return reply_for(_facts(host, decrypted), (), worker)
+    host = decrypted
     missing = [s.env_name for s in _secrets(host) if not s.is_available()]
     if missing:
         error = HostError(
@@ -71,6 +80,34 @@ def read_host(document: Any, worker: str) -> dict[str, Any]:
         return reply_for(_facts(host, error), (), worker)
     gathered = gather([host], GatherOptions(workers=1, timeouts=timeouts))
     return reply_for(gathered.hosts[0], gathered.notes.get(host.name, ()), worker)
+
+
+def _decrypt_vault_secrets(host: Host, vault: VaultKeys) -> Host | HostError:
+    """`host` with its vault secrets decrypted by this worker, or why they cannot be."""
+    from agent.inventory.vault import NoPassword, VaultFormatError, WrongPassword
+
+    changes: dict[str, Secret] = {}
+    for name in SECRET_FIELDS:
+        secret = getattr(host.connection, name)
+        if not isinstance(secret, Secret) or secret.source != "vault" or secret.is_available():
+            continue
+        try:
+            plain = vault.decrypt(str(secret.ciphertext)).decode("utf-8", errors="replace")
+        except NoPassword:
+            return HostError(
+                "configuration",
+                "the host's password is a !vault value and this worker has no vault password "
+                "(--vault-password-file, --vault-id or $ANSIBLE_VAULT_PASSWORD_FILE)",
+            )
+        except (WrongPassword, VaultFormatError):
+            return HostError(
+                "configuration",
+                "no vault password of this worker decrypts the host's !vault password",
+            )
+        changes[name] = Secret.from_vault(str(secret.ciphertext), plain)
+    if not changes:
+        return host
+    return dataclasses.replace(host, connection=dataclasses.replace(host.connection, **changes))
 
 
 def _secrets(host: Host) -> list[Secret]:
@@ -85,8 +122,8 @@ def _facts(host: Host, error: HostError) -> HostFacts:
                      declared=Declared(), facts={}, error=error)
 
 
-def register(app: Celery) -> None:
-    """Register the task on `app`."""
+def register(app: Celery, vault: VaultKeys | None = None) -> None:
+    """Register the task on `app` (`vault`: this worker's vault passwords)."""
 
     from celery.exceptions import Ignore
 
@@ -99,13 +136,19 @@ def register(app: Celery) -> None:
         if not claimed:  # read by another worker already, or cancelled by the coordinator
             log.info("task %s already claimed: not reading it again", self.request.id)
             raise Ignore()
-        return read_host(document, worker)
+        return read_host(document, worker, vault)
 
 
-def run_worker(broker: str, zones: Sequence[str], concurrency: int, name: str | None) -> int:
+def run_worker(
+    broker: str,
+    zones: Sequence[str],
+    concurrency: int,
+    name: str | None,
+    vault: VaultKeys | None = None,
+) -> int:
     """Run a worker for `zones` until it is stopped; its exit code."""
     app = make_app(broker)
-    register(app)
+    register(app, vault)
     worker = app.Worker(
         hostname=name or default_name(zones),
         queues=[queue_for(z) for z in zones],

@@ -336,10 +336,10 @@ def _from_vault_file(definition: VarDef, value: Any) -> Any:
     if definition.vault is None:
         return value
     if isinstance(value, Secret) and value.source == "inline":
-        return Secret.from_vault(definition.vault, value.reveal())
+        return Secret.from_vault_file(definition.vault, value.reveal())
     if isinstance(value, DirectorySettings) and _is_inline(value.bind_password):
         assert value.bind_password is not None
-        password = Secret.from_vault(definition.vault, value.bind_password.reveal())
+        password = Secret.from_vault_file(definition.vault, value.bind_password.reveal())
         return dataclasses.replace(value, bind_password=password)
     return value
 

@@ -59,10 +59,11 @@ class Secret:
     inline value). Instances are immutable and compare by source and reference (or value).
     """
 
-    __slots__ = ("_ciphertext", "_env_name", "_value")
+    __slots__ = ("_ciphertext", "_env_name", "_value", "_whole_file")
     _env_name: str | None
     _value: str | None
     _ciphertext: str | None
+    _whole_file: bool
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class Secret:
         object.__setattr__(self, "_env_name", env_name)
         object.__setattr__(self, "_value", value)
         object.__setattr__(self, "_ciphertext", ciphertext)
+        object.__setattr__(self, "_whole_file", False)
 
     @classmethod
     def from_env(cls, name: str) -> Secret:
@@ -93,6 +95,14 @@ class Secret:
     def from_vault(cls, ciphertext: str, value: str | None = None) -> Secret:
         """An Ansible Vault secret: its ciphertext, and the plaintext when decrypted here."""
         return cls(ciphertext=ciphertext, value=value)
+
+    @classmethod
+    def from_vault_file(cls, ciphertext: str, value: str) -> Secret:
+        """A secret read from a wholly vault-encrypted file: `ciphertext` is the whole file's,
+        so it has no `reference` (decrypting it elsewhere would give the file, not the value)."""
+        secret = cls(ciphertext=ciphertext, value=value)
+        object.__setattr__(secret, "_whole_file", True)
+        return secret
 
     @classmethod
     def from_reference(
@@ -125,7 +135,10 @@ class Secret:
 
     def reference(self) -> str | None:
         """What may stand for this secret elsewhere: ``env:NAME``, the vault ciphertext, or
-        None for an inline secret (whose only form is its value)."""
+        None for an inline secret (whose only form is its value) and for one from a wholly
+        encrypted vars file."""
+        if self._whole_file:
+            return None
         if self._ciphertext is not None:
             return self._ciphertext
         return f"env:{self._env_name}" if self._env_name is not None else None

@@ -132,6 +132,9 @@ class VaultKeys:
     """Every vault password given, in order; decrypts vaults (results cached per text)."""
 
     passwords: list[VaultPassword] = field(default_factory=list)
+    #: Without a password, leave ``!vault`` secrets encrypted instead of refusing them (a scan
+    #: whose workers hold the vault password: `agent.distributed`).
+    defer: bool = False
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __bool__(self) -> bool:
