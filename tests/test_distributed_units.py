@@ -248,9 +248,10 @@ def test_a_vault_password_travels_encrypted_and_the_worker_decrypts_it(
     import sys
     import textwrap
 
+    from conftest import require_or_fail
+
     from agent.distributed.worker import _decrypt_vault_secrets
     from agent.inventory.vault import VaultKeys, VaultPassword
-    from conftest import require_or_fail
     from tests.ansible_oracle import encrypt_string
 
     require_or_fail((Path(sys.executable).parent / "ansible-vault").exists(),
@@ -283,8 +284,9 @@ def test_a_vault_password_travels_encrypted_and_the_worker_decrypts_it(
 def test_a_password_from_a_wholly_encrypted_file_cannot_travel(tmp_path: Path) -> None:
     import sys
 
-    from agent.inventory.vault import VaultKeys, VaultPassword
     from conftest import require_or_fail
+
+    from agent.inventory.vault import VaultKeys, VaultPassword
     from tests.ansible_oracle import encrypt_file
 
     require_or_fail((Path(sys.executable).parent / "ansible-vault").exists(),

@@ -1,9 +1,9 @@
 """``mfa-agent worker``: a Celery worker that reads the hosts of its zones.
 
 Each task is one host (`agent.distributed.payload`); the worker rebuilds it, resolves its secret
-references from its own environment or vault password, and reads it with the same `agent.gather.gather` a local
-scan uses, so deadlines, errors and facts are exactly a local scan's. A worker needs no inventory.
-``--concurrency N`` threads read N hosts at once.
+references from its own environment or vault password, and reads it with the same
+`agent.gather.gather` a local scan uses, so deadlines, errors and facts are exactly a local scan's.
+A worker needs no inventory. ``--concurrency N`` threads read N hosts at once.
 """
 
 from __future__ import annotations
@@ -107,7 +107,12 @@ def _decrypt_vault_secrets(host: Host, vault: VaultKeys) -> Host | HostError:
         changes[name] = Secret.from_vault(str(secret.ciphertext), plain)
     if not changes:
         return host
-    return dataclasses.replace(host, connection=dataclasses.replace(host.connection, **changes))
+    connection = dataclasses.replace(
+        host.connection,
+        password=changes.get("password", host.connection.password),
+        ssh_key_passphrase=changes.get("ssh_key_passphrase", host.connection.ssh_key_passphrase),
+    )
+    return dataclasses.replace(host, connection=connection)
 
 
 def _secrets(host: Host) -> list[Secret]:
