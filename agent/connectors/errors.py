@@ -46,6 +46,14 @@ class ErrorKind(StrEnum):
     MISSING_EXTRA = "missing-extra"
     CONFIGURATION = "configuration"
     INTERRUPTED = "interrupted"
+    #: The host answered with an HTTP redirect; it is never followed (credentials stay put).
+    REDIRECT_REFUSED = "redirect-refused"
+    #: A plaintext reply on a session with message encryption: it could be forged, never read.
+    UNENCRYPTED_REPLY = "unencrypted-reply"
+    #: One reply passed its size cap while it was being read.
+    REPLY_TOO_LARGE = "reply-too-large"
+    #: A reply that is not a WS-Management envelope the agent can read (XML, entities, fields).
+    MALFORMED_REPLY = "malformed-reply"
 
 
 class ConnectorError(Exception):
@@ -139,6 +147,43 @@ def classify(
     return ConnectorError(
         ErrorKind.CONNECTION_FAILED, f"unexpected {type(exc).__name__} talking to {where}"
     )
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """A host-supplied string made safe to quote in a reason: one line, printable, bounded."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
+def redirect_refused(where: str, status: int, location: str | None) -> ConnectorError:
+    """The error for a host that answered with a redirect (never followed)."""
+    target = f" to {shown(location)}" if location else " (no Location)"
+    return ConnectorError(
+        ErrorKind.REDIRECT_REFUSED,
+        f"{where} answered HTTP {status}, a redirect{target}: redirects are never followed, "
+        "so no request or credential went anywhere else",
+    )
+
+
+def unencrypted_reply(where: str) -> ConnectorError:
+    """The error for a plaintext reply on a session with message encryption."""
+    return ConnectorError(
+        ErrorKind.UNENCRYPTED_REPLY,
+        f"unencrypted reply on an encrypted session from {where}: refused, it could be forged",
+    )
+
+
+def reply_too_large(where: str, limit: int) -> ConnectorError:
+    """The error for a reply that passed its size cap while it was read."""
+    return ConnectorError(
+        ErrorKind.REPLY_TOO_LARGE,
+        f"{where} sent a reply larger than {limit // (1024 * 1024)} MiB: stopped reading it",
+    )
+
+
+def malformed_reply(where: str, what: str) -> ConnectorError:
+    """The error for a reply that is not a readable WS-Management envelope; `what` says why."""
+    return ConnectorError(ErrorKind.MALFORMED_REPLY, f"malformed reply from {where}: {what}")
 
 
 def deadline_passed(host: str, seconds: float) -> ConnectorError:
