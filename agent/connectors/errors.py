@@ -6,6 +6,7 @@ httpx maps httpcore exceptions: the first row whose type matches any exception i
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections.abc import Iterator
@@ -20,6 +21,10 @@ from winrm.exceptions import (
     WinRMTransportError,
     WSManFaultError,
 )
+
+log = logging.getLogger(__name__)
+#: The inventory variable that names the CA a WinRM host's certificate is checked against.
+CA_SETTING = "ansible_winrm_ca_trust_path"
 
 
 class ErrorKind(StrEnum):
@@ -119,7 +124,9 @@ def classify(
         cert = _in_chain(exc, ssl.SSLCertVerificationError)
         detail = getattr(cert, "verify_message", "") or "certificate not trusted"
         return ConnectorError(
-            ErrorKind.TLS_VERIFICATION_FAILED, f"TLS verification failed for {where}: {detail}"
+            ErrorKind.TLS_VERIFICATION_FAILED,
+            f"TLS verification failed for {where}: {detail} "
+            f"(trust its CA with {CA_SETTING})",
         )
     if isinstance(exc, requests.exceptions.SSLError) or _in_chain(exc, ssl.SSLError):
         return ConnectorError(
@@ -144,6 +151,7 @@ def classify(
         return ConnectorError(ErrorKind.CONNECTION_FAILED, f"could not connect to {where}")
     if isinstance(exc, WinRMError):
         return ConnectorError(ErrorKind.CONFIGURATION, f"WinRM client error for {where}: {exc}")
+    log.debug("unexpected error talking to %s", where, exc_info=exc)
     return ConnectorError(
         ErrorKind.CONNECTION_FAILED, f"unexpected {type(exc).__name__} talking to {where}"
     )

@@ -255,11 +255,18 @@ class WinRMConnector:
             log.debug("cleanup after a failed command on %s", self.host.name, exc_info=True)
 
     def _error(self, exc: BaseException, operation: str) -> ConnectorError:
-        """The named error for what one pywinrm operation raised."""
-        name = self.host.name
-        named = translate(exc, where=name, operation=operation)
-        if named is None:
-            named = classify(exc, where=name, read_timeout=self.timeouts.operation + 10)
-        if named.kind is ErrorKind.CONNECTION_FAILED and named.message.startswith("unexpected"):
-            log.debug("%s: unexpected error in %s", name, operation, exc_info=exc)
-        return named
+        return named_error(
+            exc, where=self.host.name, operation=operation,
+            read_timeout=self.timeouts.operation + 10,
+        )
+
+
+def named_error(
+    exc: BaseException, *, where: str, operation: str, read_timeout: float | None = None
+) -> ConnectorError:
+    """The named error for what one pywinrm `Protocol` operation (its method name) raised:
+    a reply it could not read (`agent.connectors.replies.translate`), else `classify`."""
+    named = translate(exc, where=where, operation=operation)
+    if named is None:
+        named = classify(exc, where=where, read_timeout=read_timeout)
+    return named
