@@ -14,6 +14,8 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,10 @@ from typing import Any
 import pytest
 from conftest import REPO, CliRun
 
+from agent.connectors.common import Timeouts
+from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.winrm import WinRMConnector
+from agent.inventory.loader import load_inventory
 from agent.lab import soap
 
 pytest.register_assert_rewrite("labfixtures")
@@ -265,6 +271,34 @@ def test_a_trickled_reply_is_cut_off_at_the_host_deadline(
     _assert_refused(report, "timed-out",
                     f"timed out: {HOST} gave no complete answer within the 4 s host deadline")
     assert hung_up, "the agent kept reading the trickle after the host deadline"
+
+
+def test_the_connector_alone_holds_the_host_deadline(password: str, tmp_path: Path) -> None:
+    """Without the scan's coordinator watching, the connector cuts the trickle itself."""
+    with running(ADDRESS, trickling(), password=password, state_dir=tmp_path) as server:
+        host = load_inventory(server.inventory(tmp_path / "inventory.yaml")).hosts[0]
+        timeouts = Timeouts(connect=2.0, operation=1, host=2.0)
+        outcome: list[BaseException | dict[str, Any]] = []
+
+        def gather() -> None:
+            try:
+                outcome.append(WinRMConnector(host, timeouts).gather(
+                    time.monotonic() + timeouts.host))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=gather, daemon=True)
+        worker.start()
+        worker.join(60)  # bounds a failure only: the deadline is 2 s
+        hung_up = server.hung_up.wait(10)
+    assert not worker.is_alive(), "the connector kept reading the trickle past its deadline"
+    (error,) = outcome
+    assert isinstance(error, ConnectorError)
+    assert error.kind is ErrorKind.TIMED_OUT
+    assert error.message == (
+        f"timed out: {HOST} gave no complete answer within the 2 s host deadline"
+    )
+    assert hung_up
 
 
 # -- timeouts that name themselves -------------------------------------------------------------

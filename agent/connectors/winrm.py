@@ -167,6 +167,15 @@ class WinRMConnector:
         protocol = build_protocol(self.host, self.timeouts, link)
         with self._lock:
             self._protocol = protocol
+        timer = link.abort_at(deadline)
+        try:
+            return self._gather(protocol, scripts, deadline)
+        finally:
+            timer.cancel()
+
+    def _gather(
+        self, protocol: Protocol, scripts: tuple[FactScript, ...], deadline: float
+    ) -> dict[str, Any]:
         name = self.host.name
         try:
             shell = protocol.open_shell(codepage=65001)
@@ -255,6 +264,10 @@ class WinRMConnector:
             log.debug("cleanup after a failed command on %s", self.host.name, exc_info=True)
 
     def _error(self, exc: BaseException, operation: str) -> ConnectorError:
+        link = self._link
+        if link is not None and link.aborted:  # the deadline cut the connection mid-read
+            log.debug("%s: %s after the abort", self.host.name, operation, exc_info=exc)
+            return deadline_passed(self.host.name, self.timeouts.host)
         return named_error(
             exc, where=self.host.name, operation=operation,
             read_timeout=self.timeouts.operation + 10,
@@ -268,5 +281,7 @@ def named_error(
     a reply it could not read (`agent.connectors.replies.translate`), else `classify`."""
     named = translate(exc, where=where, operation=operation)
     if named is None:
-        named = classify(exc, where=where, read_timeout=read_timeout)
+        return classify(exc, where=where, read_timeout=read_timeout)
+    if not isinstance(exc, ConnectorError):
+        log.debug("%s: pywinrm could not read the %s reply", where, operation, exc_info=exc)
     return named

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -89,6 +90,14 @@ class HostLink:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
+    def abort_at(self, deadline: float) -> threading.Timer:
+        """Abort when the monotonic clock passes `deadline`, whoever else is watching: the
+        host deadline holds even for a caller without a coordinator. Cancel the timer after."""
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.abort)
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def check_open(self) -> None:
         """Raise if the host was given up on."""
         if self.aborted:
@@ -107,6 +116,17 @@ def _origin(url: str) -> tuple[str, str, int]:
 class _LinkedHTTPConnection(HTTPConnection):
     link: HostLink | None = None
 
+    def connect(self) -> None:
+        """Connect; a connection that completes after an abort is shut down at once."""
+        super().connect()
+        _after_connect(self)
+
+
+def _after_connect(conn: _LinkedHTTPConnection | _LinkedHTTPSConnection) -> None:
+    if conn.link is not None and conn.link.aborted:
+        conn.link.abort()  # shuts this socket down too: nothing is sent on it
+        conn.link.check_open()
+
 
 class _LinkedHTTPSConnection(HTTPSConnection):
     link: HostLink | None = None
@@ -115,6 +135,7 @@ class _LinkedHTTPSConnection(HTTPSConnection):
         """Connect and handshake; a handshake time-out is the connect timeout that fired."""
         try:
             super().connect()
+            _after_connect(self)
         except TimeoutError:
             where = self.link.where if self.link is not None else self.host
             limit = f" within {self.timeout:g} s" if isinstance(self.timeout, float | int) else ""
