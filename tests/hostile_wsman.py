@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import yaml
 
 from agent.lab import load_lab, soap
 from agent.lab.auth import ENCRYPTED_CONTENT_TYPE, Account, AuthFailed, SecurityContext, UserFile
+from agent.lab.certs import LabCertificates
 from agent.lab.profiles import HostProfile
 from agent.lab.simulate import run_command_line
 
@@ -212,9 +214,15 @@ class HostileServer:
     """A WS-Management endpoint on `address` whose `behaviour` answers every request."""
 
     def __init__(
-        self, address: str, behaviour: Behaviour, *, password: str, state_dir: Path
+        self, address: str, behaviour: Behaviour, *, password: str, state_dir: Path,
+        tls: LabCertificates | None = None,
     ) -> None:
         self.address = address
+        self.tls = tls
+        self._tls_context: ssl.SSLContext | None = None
+        if tls is not None:
+            self._tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls_context.load_cert_chain(tls.cert_file, tls.key_file)
         self.behaviour = behaviour
         self.password = password
         self.account = Account(USER, password)
@@ -255,6 +263,14 @@ class HostileServer:
             threading.Thread(target=self._connection, args=(sock,), daemon=True).start()
 
     def _connection(self, sock: socket.socket) -> None:
+        if self._tls_context is not None:
+            sock.settimeout(10)
+            try:
+                sock = self._tls_context.wrap_socket(sock, server_side=True)
+            except OSError:
+                sock.close()
+                return
+            sock.settimeout(None)
         conn = Connection(self, sock)
         try:
             while not self._stopping.is_set():
@@ -286,7 +302,11 @@ class HostileServer:
         self.user_file.remove()
 
     def inventory(self, path: Path, **host_vars: Any) -> Path:
-        """An inventory of one AD FS host, this server, over NTLM on http (encrypted)."""
+        """An inventory of one AD FS host, this server, over NTLM on http (encrypted), or on
+        https trusting the server's CA when it has TLS."""
+        if self.tls is not None:
+            host_vars = {"ansible_winrm_scheme": "https",
+                         "ansible_winrm_ca_trust_path": str(self.tls.ca_file), **host_vars}
         return write_inventory(path, self.address, self.port, **host_vars)
 
 
@@ -310,10 +330,11 @@ def write_inventory(path: Path, address: str, port: int, **host_vars: Any) -> Pa
 
 @contextlib.contextmanager
 def running(
-    address: str, behaviour: Behaviour, *, password: str, state_dir: Path
+    address: str, behaviour: Behaviour, *, password: str, state_dir: Path,
+    tls: LabCertificates | None = None,
 ) -> Iterator[HostileServer]:
     """A `HostileServer`, stopped afterwards."""
-    server = HostileServer(address, behaviour, password=password, state_dir=state_dir)
+    server = HostileServer(address, behaviour, password=password, state_dir=state_dir, tls=tls)
     try:
         yield server
     finally:

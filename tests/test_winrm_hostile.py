@@ -28,6 +28,7 @@ from agent.connectors.errors import ConnectorError, ErrorKind
 from agent.connectors.winrm import WinRMConnector
 from agent.inventory.loader import load_inventory
 from agent.lab import soap
+from agent.lab.certs import create_certificates
 
 pytest.register_assert_rewrite("labfixtures")
 from hostile_wsman import (  # noqa: E402
@@ -260,12 +261,16 @@ def test_a_host_sending_400_mb_adds_less_than_100_mb_to_the_agent(
     assert flooded - baseline < 100 * 1024, (baseline, flooded)
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_trickled_reply_is_cut_off_at_the_host_deadline(
-    run_cli: Runner, password: str, tmp_path: Path
+    run_cli: Runner, password: str, tmp_path: Path, scheme: str
 ) -> None:
     """One byte a second: every read gets data, so no read timeout ever fires. The host
     deadline does, and the agent really drops the connection (the host sees it hang up)."""
-    with running(ADDRESS, trickling(), password=password, state_dir=tmp_path) as server:
+    tls = (create_certificates(tmp_path / "tls", names=[HOST], addresses=[ADDRESS])
+           if scheme == "https" else None)
+    with running(ADDRESS, trickling(), password=password, state_dir=tmp_path,
+                 tls=tls) as server:
         report = _scan(run_cli, server.inventory(tmp_path / "inventory.yaml"))
         hung_up = server.hung_up.wait(10)
     _assert_refused(report, "timed-out",

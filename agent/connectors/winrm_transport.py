@@ -88,7 +88,9 @@ class HostLink:
             sock = getattr(connection, "sock", None)
             if isinstance(sock, socket.socket):
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                    # The plain socket's shutdown, also under TLS: ssl.SSLSocket.shutdown would
+                    # drop the TLS state that the reading thread is using.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def abort_at(self, deadline: float) -> threading.Timer:
         """Abort when the monotonic clock passes `deadline`, whoever else is watching: the
