@@ -16,9 +16,12 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import os
 import select
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -468,3 +471,30 @@ def trickling(interval: float = 1.0) -> Behaviour:
         return False
 
     return behave
+
+
+# -- measuring a scan ----------------------------------------------------------------------------
+
+_PEAK_RSS = """
+import resource, sys
+from agent.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code if isinstance(code, int) else 0)
+"""
+#: Environment variables that could send test traffic through a proxy, or offer agent keys.
+_CLEARED = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+            "SSH_AUTH_SOCK")
+
+
+def scan_peak_rss(*args: str, cwd: Path) -> tuple[int, str]:
+    """Run ``mfa-agent ARGS`` as its own process: (its peak RSS in KiB, its stdout)."""
+    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *args], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )
+    return int(done.stderr.strip().splitlines()[-1]), done.stdout

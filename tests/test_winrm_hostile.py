@@ -12,8 +12,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +38,7 @@ from hostile_wsman import (  # noqa: E402
     plaintext_forger,
     redirecting,
     running,
+    scan_peak_rss,
     scripted,
     trickling,
     write_inventory,
@@ -225,27 +224,11 @@ def test_a_reply_past_the_size_cap_is_refused_while_it_is_read(
     assert sent < 64 * MiB
 
 
-_PEAK_RSS = """
-import resource, sys
-from agent.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as exc:
-    code = exc.code
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-sys.exit(code if isinstance(code, int) else 0)
-"""
-
-
 def _peak_rss_kib(inventory: Path, tmp_path: Path) -> tuple[int, Report]:
     """Peak RSS (KiB) of a scan run as its own process, and its report."""
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
-    done = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS, "scan", "-i", str(inventory), "--format", "json",
-         *FAST_TIMEOUTS],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
-    return int(done.stderr.strip().splitlines()[-1]), Report.parse(done.stdout)
+    kib, out = scan_peak_rss("scan", "-i", str(inventory), "--format", "json", *FAST_TIMEOUTS,
+                             cwd=REPO)
+    return kib, Report.parse(out)
 
 
 def test_a_host_sending_400_mb_adds_less_than_100_mb_to_the_agent(

@@ -129,6 +129,16 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
+def _read_capped(recv: Callable[[int], bytes], limit: int) -> bytes | None:
+    """A stream read to its end, or None (and nothing kept) once it passes `limit` bytes."""
+    data = bytearray()
+    while chunk := recv(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data)
+
+
 def _connect_error(exc: BaseException, where: str) -> ConnectorError:
     if isinstance(exc, ConnectorError):
         return exc
@@ -321,12 +331,13 @@ class SSHConnector:
             channel.exec_command(script.command_line())
             # Read under one cap for both streams: the host cannot make the agent hold more
             # than MAX_OUTPUT_BYTES (plus paramiko's 2 MiB channel window) whatever it sends.
-            stdout = channel.makefile("rb").read(MAX_OUTPUT_BYTES + 1)
-            if len(stdout) > MAX_OUTPUT_BYTES:
-                channel.close()
-                raise too_much_output(name, script)
-            stderr = channel.makefile_stderr("rb").read(MAX_OUTPUT_BYTES + 1 - len(stdout))
-            if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
+            stdout = _read_capped(channel.recv, MAX_OUTPUT_BYTES)
+            stderr = (
+                _read_capped(channel.recv_stderr, MAX_OUTPUT_BYTES - len(stdout))
+                if stdout is not None
+                else None
+            )
+            if stdout is None or stderr is None:
                 channel.close()
                 raise too_much_output(name, script)
             code = channel.recv_exit_status()
