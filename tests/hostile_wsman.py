@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import gzip
 import os
 import select
 import socket
@@ -450,6 +451,38 @@ def flooding(total: int, chunk: int = 1024 * 1024) -> Behaviour:
             sent += len(block)
             conn.server.bytes_sent = sent
         conn.send_chunk(b"")
+        return False
+
+    return behave
+
+
+def declaring(total: int) -> Behaviour:
+    """Answer the first request declaring a Content-Length of `total` bytes, then send them."""
+
+    def behave(conn: Connection, request: Request) -> bool:
+        conn.sock.sendall(
+            f"HTTP/1.1 200 Hostile\r\nContent-Type: {SOAP_TYPE}\r\n"
+            f"Content-Length: {total}\r\n\r\n".encode("latin-1")
+        )
+        block = b"A" * (1024 * 1024)
+        sent = 0
+        while sent < total and not conn.server.stopping.is_set():
+            conn.sock.sendall(block[: total - sent])
+            sent += min(len(block), total - sent)
+            conn.server.bytes_sent = sent
+        return False
+
+    return behave
+
+
+def gzip_bomb(total: int) -> Behaviour:
+    """Answer the first request with `total` bytes of SOAP-looking text, gzip-compressed (a few
+    hundred KiB on the wire), although the client asked for no encoding."""
+    payload = gzip.compress(b"<" + b" " * (total - 1), compresslevel=9)
+
+    def behave(conn: Connection, request: Request) -> bool:
+        conn.send(200, payload, (("Content-Type", SOAP_TYPE), ("Content-Encoding", "gzip")))
+        conn.server.bytes_sent = len(payload)
         return False
 
     return behave

@@ -34,7 +34,9 @@ from hostile_wsman import (  # noqa: E402
     ForgedShell,
     Scripted,
     Sink,
+    declaring,
     flooding,
+    gzip_bomb,
     plaintext_forger,
     redirecting,
     running,
@@ -208,6 +210,29 @@ def test_a_malformed_reply_gets_a_named_reason(
 
 
 # -- floods and trickles -----------------------------------------------------------------------
+
+
+def test_a_reply_declaring_more_than_the_cap_is_refused_before_its_body(
+    run_cli: Runner, password: str, tmp_path: Path
+) -> None:
+    with running(ADDRESS, declaring(400 * MiB), password=password, state_dir=tmp_path) as server:
+        report = _scan(run_cli, server.inventory(tmp_path / "inventory.yaml"))
+        assert server.hung_up.wait(10), "the agent kept the connection open"
+        sent = server.bytes_sent
+    _assert_refused(report, "reply-too-large",
+                    f"{HOST} sent a reply larger than 4 MiB: stopped reading it")
+    assert sent < 64 * MiB
+
+
+def test_a_compressed_reply_is_capped_by_what_it_expands_to(
+    run_cli: Runner, password: str, tmp_path: Path
+) -> None:
+    """100 MB gzip-compressed to ~100 KB on the wire: the decoded bytes are what count."""
+    with running(ADDRESS, gzip_bomb(100 * MiB), password=password, state_dir=tmp_path) as server:
+        report = _scan(run_cli, server.inventory(tmp_path / "inventory.yaml"))
+        assert server.bytes_sent < MiB
+    _assert_refused(report, "reply-too-large",
+                    f"{HOST} sent a reply larger than 4 MiB: stopped reading it")
 
 
 def test_a_reply_past_the_size_cap_is_refused_while_it_is_read(
