@@ -63,8 +63,10 @@ class _Interface(paramiko.ServerInterface):
         except (OSError, EOFError, paramiko.SSHException):
             self.server.hung_up.set()
         finally:
+            # EOF, not close: closing could overtake paramiko's reply to the exec request, and
+            # the client would see "Channel closed" instead of the answer. The client closes.
             with contextlib.suppress(Exception):
-                channel.close()
+                channel.shutdown_write()
 
 
 class HostileSshServer:

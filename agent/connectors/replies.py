@@ -14,6 +14,9 @@ import xml.etree.ElementTree as ET
 from typing import Final
 from xml.parsers import expat
 
+from requests import RequestException
+from urllib3.exceptions import HTTPError
+
 from agent.connectors.errors import ConnectorError, ErrorKind, malformed_reply, shown
 
 SOAP_ENVELOPE: Final = "http://www.w3.org/2003/05/soap-envelope Envelope"
@@ -104,6 +107,8 @@ def translate(exc: BaseException, *, where: str, operation: str) -> ConnectorErr
     """The named error for what pywinrm raised reading an envelope, else None."""
     if isinstance(exc, ConnectorError):
         return exc
+    if isinstance(exc, RequestException | HTTPError):
+        return None  # e.g. requests' InvalidHeader is a ValueError too: a transport error
     if isinstance(exc, READ_ERRORS):
         return malformed_reply(where, EXPECTED[operation])
     return None
