@@ -254,7 +254,7 @@ class WinRMConnector:
     def _cleanup(self, protocol: Protocol, shell: str, command_id: str, *, quiet: bool) -> None:
         """Signal the command's end; quietly when an error reading it is already on its way.
         After an abort nothing more is sent: the host has been given up on."""
-        if self._aborted.is_set():
+        if self._aborted.is_set() or (self._link is not None and self._link.aborted):
             return
         try:
             protocol.cleanup_command(shell, command_id)
