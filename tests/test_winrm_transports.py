@@ -86,7 +86,8 @@ def test_https_without_the_ca_fails_verification_on_every_host(
     for name in report.hosts:
         assert report.host_error_kind(name) == "tls-verification-failed", name
         assert report.error(name) == (
-            f"TLS verification failed for {name}: unable to get local issuer certificate"
+            f"TLS verification failed for {name}: unable to get local issuer certificate "
+            "(trust its CA with ansible_winrm_ca_trust_path)"
         )
         assert delta[name].get("requests", 0) == 0, name  # not one request, no credentials sent
     assert {r["status"] for r in report.document["results"]

@@ -6,6 +6,7 @@ httpx maps httpcore exceptions: the first row whose type matches any exception i
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections.abc import Iterator
@@ -20,6 +21,10 @@ from winrm.exceptions import (
     WinRMTransportError,
     WSManFaultError,
 )
+
+log = logging.getLogger(__name__)
+#: The inventory variable that names the CA a WinRM host's certificate is checked against.
+CA_SETTING = "ansible_winrm_ca_trust_path"
 
 
 class ErrorKind(StrEnum):
@@ -46,6 +51,14 @@ class ErrorKind(StrEnum):
     MISSING_EXTRA = "missing-extra"
     CONFIGURATION = "configuration"
     INTERRUPTED = "interrupted"
+    #: The host answered with an HTTP redirect; it is never followed (credentials stay put).
+    REDIRECT_REFUSED = "redirect-refused"
+    #: A plaintext reply on a session with message encryption: it could be forged, never read.
+    UNENCRYPTED_REPLY = "unencrypted-reply"
+    #: One reply passed its size cap while it was being read.
+    REPLY_TOO_LARGE = "reply-too-large"
+    #: A reply that is not a WS-Management envelope the agent can read (XML, entities, fields).
+    MALFORMED_REPLY = "malformed-reply"
 
 
 class ConnectorError(Exception):
@@ -111,7 +124,9 @@ def classify(
         cert = _in_chain(exc, ssl.SSLCertVerificationError)
         detail = getattr(cert, "verify_message", "") or "certificate not trusted"
         return ConnectorError(
-            ErrorKind.TLS_VERIFICATION_FAILED, f"TLS verification failed for {where}: {detail}"
+            ErrorKind.TLS_VERIFICATION_FAILED,
+            f"TLS verification failed for {where}: {detail} "
+            f"(trust its CA with {CA_SETTING})",
         )
     if isinstance(exc, requests.exceptions.SSLError) or _in_chain(exc, ssl.SSLError):
         return ConnectorError(
@@ -136,9 +151,47 @@ def classify(
         return ConnectorError(ErrorKind.CONNECTION_FAILED, f"could not connect to {where}")
     if isinstance(exc, WinRMError):
         return ConnectorError(ErrorKind.CONFIGURATION, f"WinRM client error for {where}: {exc}")
+    log.debug("unexpected error talking to %s", where, exc_info=exc)
     return ConnectorError(
         ErrorKind.CONNECTION_FAILED, f"unexpected {type(exc).__name__} talking to {where}"
     )
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """A host-supplied string made safe to quote in a reason: one line, printable, bounded."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
+def redirect_refused(where: str, status: int, location: str | None) -> ConnectorError:
+    """The error for a host that answered with a redirect (never followed)."""
+    target = f" to {shown(location)}" if location else " (no Location)"
+    return ConnectorError(
+        ErrorKind.REDIRECT_REFUSED,
+        f"{where} answered HTTP {status}, a redirect{target}: redirects are never followed, "
+        "so no request or credential went anywhere else",
+    )
+
+
+def unencrypted_reply(where: str) -> ConnectorError:
+    """The error for a plaintext reply on a session with message encryption."""
+    return ConnectorError(
+        ErrorKind.UNENCRYPTED_REPLY,
+        f"unencrypted reply on an encrypted session from {where}: refused, it could be forged",
+    )
+
+
+def reply_too_large(where: str, limit: int) -> ConnectorError:
+    """The error for a reply that passed its size cap while it was read."""
+    return ConnectorError(
+        ErrorKind.REPLY_TOO_LARGE,
+        f"{where} sent a reply larger than {limit // (1024 * 1024)} MiB: stopped reading it",
+    )
+
+
+def malformed_reply(where: str, what: str) -> ConnectorError:
+    """The error for a reply that is not a readable WS-Management envelope; `what` says why."""
+    return ConnectorError(ErrorKind.MALFORMED_REPLY, f"malformed reply from {where}: {what}")
 
 
 def deadline_passed(host: str, seconds: float) -> ConnectorError:

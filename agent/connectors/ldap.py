@@ -396,6 +396,9 @@ def _connection(
         "receive_timeout": settings.timeout_seconds,
         "read_only": True,
         "raise_exceptions": False,
+        # A referral names another server: ldap3 would connect and bind there with the same
+        # credentials. Never chased; the configured DCs are the only servers asked.
+        "auto_referrals": False,
     }
     if settings.auth == "kerberos":
         # ldap3 asks for a ticket to ldap/<sasl_credentials[0]>: the name given, never reverse DNS.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from agent.connectors.sshopts import HostKeyPolicy, Jump, SshOptions, parse_ssh_
 from agent.factscripts import FactScript, scripts_for
 from agent.inventory import Host
 
+log = logging.getLogger(__name__)
 #: Exit codes of a shell that could not find the program: sh, cmd.exe.
 _NOT_FOUND = frozenset({127, 9009})
 #: Host key algorithms that a known_hosts key type can be negotiated as.
@@ -127,6 +129,16 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
+def _read_capped(recv: Callable[[int], bytes], limit: int) -> bytes | None:
+    """A stream read to its end, or None (and nothing kept) once it passes `limit` bytes."""
+    data = bytearray()
+    while chunk := recv(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data)
+
+
 def _connect_error(exc: BaseException, where: str) -> ConnectorError:
     if isinstance(exc, ConnectorError):
         return exc
@@ -145,6 +157,7 @@ def _connect_error(exc: BaseException, where: str) -> ConnectorError:
         return ConnectorError(ErrorKind.AUTHENTICATION_REFUSED, f"authentication failed on {where}")
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
         return ConnectorError(ErrorKind.CONNECTION_RESET, f"connection reset by {where}")
+    log.debug("%s: %s", where, type(exc).__name__, exc_info=exc)  # --debug shows the traceback
     if isinstance(exc, paramiko.SSHException):
         return ConnectorError(
             ErrorKind.CONNECTION_FAILED, f"SSH negotiation with {where} failed: {exc}"
@@ -316,14 +329,21 @@ class SSHConnector:
             channel = transport.open_session(timeout=self.timeouts.connect)
             channel.settimeout(self.timeouts.operation + 10)
             channel.exec_command(script.command_line())
-            stdout = channel.makefile("rb").read(MAX_OUTPUT_BYTES + 1)
-            stderr = channel.makefile_stderr("rb").read(MAX_OUTPUT_BYTES + 1)
+            # Read under one cap for both streams: the host cannot make the agent hold more
+            # than MAX_OUTPUT_BYTES (plus paramiko's 2 MiB channel window) whatever it sends.
+            stdout = _read_capped(channel.recv, MAX_OUTPUT_BYTES)
+            stderr = (
+                _read_capped(channel.recv_stderr, MAX_OUTPUT_BYTES - len(stdout))
+                if stdout is not None
+                else None
+            )
+            if stdout is None or stderr is None:
+                channel.close()
+                raise too_much_output(name, script)
             code = channel.recv_exit_status()
             channel.close()
         except Exception as exc:
             raise _connect_error(exc, name) from None
-        if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
-            raise too_much_output(name, script)
         read_at = sent + (datetime.now(UTC) - sent) / 2  # see WinRMConnector._run
         if code in _NOT_FOUND:
             raise ConnectorError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -27,8 +28,12 @@ from agent.connectors.common import (
     too_much_output,
 )
 from agent.connectors.errors import ConnectorError, ErrorKind, classify, deadline_passed
+from agent.connectors.replies import translate
+from agent.connectors.winrm_transport import HostLink, guard
 from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
 from agent.inventory import Host
+
+log = logging.getLogger(__name__)
 
 
 def _url_host(address: str) -> str:
@@ -38,6 +43,12 @@ def _url_host(address: str) -> str:
     except ValueError:
         pass
     return address
+
+
+def endpoint_of(host: Host) -> str:
+    """The host's WS-Management URL, from the inventory's address, scheme and port."""
+    c = host.connection
+    return f"{c.winrm_scheme}://{_url_host(host.address)}:{c.port}/wsman"
 
 
 def _check_policy(host: Host) -> None:
@@ -67,8 +78,9 @@ def transport_available(transport: str) -> bool:
     return True
 
 
-def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:
-    """A pywinrm `Protocol` configured from the host's inventory variables."""
+def build_protocol(host: Host, timeouts: Timeouts, link: HostLink | None = None) -> Protocol:
+    """A pywinrm `Protocol` configured from the host's inventory variables, its HTTP guarded
+    by `link` (`agent.connectors.winrm_transport`: one origin, no redirects, capped replies)."""
     _check_policy(host)
     c = host.connection
     password = c.password.reveal() if c.password is not None else None
@@ -89,7 +101,7 @@ def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:
             "certificate authentication needs ansible_winrm_cert_pem and "
             "ansible_winrm_cert_key_pem",
         )
-    endpoint = f"{c.winrm_scheme}://{_url_host(host.address)}:{c.port}/wsman"
+    endpoint = endpoint_of(host)
     try:
         protocol = Protocol(
             endpoint,
@@ -109,6 +121,7 @@ def build_protocol(host: Host, timeouts: Timeouts) -> Protocol:
         )
     except Exception as exc:
         raise classify(exc, where=host.name) from None
+    guard(protocol, link or HostLink(host.name, endpoint))
     # requests takes (connect, read); pywinrm passes read_timeout_sec through unchanged.
     protocol.transport.read_timeout_sec = (timeouts.connect, timeouts.operation + 10)  # type: ignore[assignment]
     return protocol
@@ -122,12 +135,18 @@ class WinRMConnector:
         self.timeouts = timeouts
         self._protocol: Protocol | None = None
         self._aborted = threading.Event()
+        self._link: HostLink | None = None
         self.notes: list[str] = []
         self._lock = threading.Lock()
 
     def abort(self) -> None:
-        """Called from the coordinator when the host deadline passed: drop the connection."""
+        """Called from the coordinator when the host deadline passed: drop the connection,
+        waking a read blocked on it (also one that a host feeds a byte at a time)."""
         self._aborted.set()
+        with self._lock:
+            link = self._link
+        if link is not None:
+            link.abort()
         with self._lock:
             protocol = self._protocol
         if protocol is not None:
@@ -140,14 +159,28 @@ class WinRMConnector:
         scripts = scripts_for(self.host.roles)
         if not scripts:
             return {}
-        protocol = build_protocol(self.host, self.timeouts)
+        link = HostLink(self.host.name, endpoint_of(self.host))
+        with self._lock:
+            self._link = link
+        if self._aborted.is_set():
+            link.abort()
+        protocol = build_protocol(self.host, self.timeouts, link)
         with self._lock:
             self._protocol = protocol
+        timer = link.abort_at(deadline)
+        try:
+            return self._gather(protocol, scripts, deadline)
+        finally:
+            timer.cancel()
+
+    def _gather(
+        self, protocol: Protocol, scripts: tuple[FactScript, ...], deadline: float
+    ) -> dict[str, Any]:
         name = self.host.name
         try:
             shell = protocol.open_shell(codepage=65001)
         except Exception as exc:
-            raise classify(exc, where=name, read_timeout=self.timeouts.operation + 10) from None
+            raise self._error(exc, "open_shell") from None
         try:
             return run_scripts(
                 scripts,
@@ -182,6 +215,8 @@ class WinRMConnector:
                 out, err, code, done = protocol.get_command_output_raw(shell, command_id)
             except WinRMOperationTimeoutError:
                 continue  # the command is still running: ask again
+            except Exception as exc:
+                raise self._error(exc, "get_command_output") from None
             stdout += out
             stderr += err
             if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
@@ -203,16 +238,50 @@ class WinRMConnector:
         sent = datetime.now(UTC)
         try:
             command_id = protocol.run_command(shell, command)
-            try:
-                stdout, stderr, code = self._receive(protocol, shell, command_id, deadline, script)
-            finally:
-                if not self._aborted.is_set():
-                    protocol.cleanup_command(shell, command_id)
-        except ConnectorError:
-            raise
         except Exception as exc:
-            raise classify(exc, where=name, read_timeout=self.timeouts.operation + 10) from None
+            raise self._error(exc, "run_command") from None
+        try:
+            stdout, stderr, code = self._receive(protocol, shell, command_id, deadline, script)
+        except BaseException:
+            self._cleanup(protocol, shell, command_id, quiet=True)
+            raise
+        self._cleanup(protocol, shell, command_id, quiet=False)
         # The script read the host clock somewhere between sending and receiving: the midpoint
         # halves the error the command's own run time adds to the measured skew.
         read_at = sent + (datetime.now(UTC) - sent) / 2
         return script_entries(script, name, stdout, stderr, code, read_at)
+
+    def _cleanup(self, protocol: Protocol, shell: str, command_id: str, *, quiet: bool) -> None:
+        """Signal the command's end; quietly when an error reading it is already on its way.
+        After an abort nothing more is sent: the host has been given up on."""
+        if self._aborted.is_set() or (self._link is not None and self._link.aborted):
+            return
+        try:
+            protocol.cleanup_command(shell, command_id)
+        except Exception as exc:
+            if not quiet:
+                raise self._error(exc, "cleanup_command") from None
+            log.debug("cleanup after a failed command on %s", self.host.name, exc_info=True)
+
+    def _error(self, exc: BaseException, operation: str) -> ConnectorError:
+        link = self._link
+        if link is not None and link.aborted:  # the deadline cut the connection mid-read
+            log.debug("%s: %s after the abort", self.host.name, operation, exc_info=exc)
+            return deadline_passed(self.host.name, self.timeouts.host)
+        return named_error(
+            exc, where=self.host.name, operation=operation,
+            read_timeout=self.timeouts.operation + 10,
+        )
+
+
+def named_error(
+    exc: BaseException, *, where: str, operation: str, read_timeout: float | None = None
+) -> ConnectorError:
+    """The named error for what one pywinrm `Protocol` operation (its method name) raised:
+    a reply it could not read (`agent.connectors.replies.translate`), else `classify`."""
+    named = translate(exc, where=where, operation=operation)
+    if named is None:
+        return classify(exc, where=where, read_timeout=read_timeout)
+    if not isinstance(exc, ConnectorError):
+        log.debug("%s: pywinrm could not read the %s reply", where, operation, exc_info=exc)
+    return named
