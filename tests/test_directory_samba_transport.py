@@ -181,6 +181,7 @@ def test_certificate_from_an_untrusted_ca(
     assert error.kind is ErrorKind.TLS_VERIFICATION_FAILED
     assert error.message.startswith(f"TLS verification failed for {url}: ")
     assert "certificate" in error.message
+    assert error.message.endswith("(trust its CA with mfa_directory.ca_file)")
 
 
 @pytest.mark.parametrize("starttls", [False, True], ids=["ldaps", "starttls"])

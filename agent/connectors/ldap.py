@@ -251,10 +251,14 @@ def _certificate_error(
     if failure.verify_code in _NAME_MISMATCH:
         detail = f"the certificate does not name {expected}"
     else:
-        detail = failure.verify_message or "certificate not trusted"
+        detail = (failure.verify_message or "certificate not trusted") + _CA_HINT
     return ConnectorError(
         ErrorKind.TLS_VERIFICATION_FAILED, f"TLS verification failed for {endpoint.url}: {detail}"
     )
+
+
+#: What to set when a directory's certificate chain is not trusted.
+_CA_HINT = " (trust its CA with mfa_directory.ca_file)"
 
 
 def _socket_error(exc: BaseException, endpoint: Endpoint, tls: ExpectedNameTls) -> ConnectorError:
@@ -270,7 +274,8 @@ def _socket_error(exc: BaseException, endpoint: Endpoint, tls: ExpectedNameTls) 
         if isinstance(cause, ssl.SSLCertVerificationError):
             detail = getattr(cause, "verify_message", "") or "certificate not trusted"
             return ConnectorError(
-                ErrorKind.TLS_VERIFICATION_FAILED, f"TLS verification failed for {where}: {detail}"
+                ErrorKind.TLS_VERIFICATION_FAILED,
+                f"TLS verification failed for {where}: {detail}{_CA_HINT}",
             )
         if isinstance(cause, (ssl.SSLError, LDAPStartTLSError)):
             return ConnectorError(ErrorKind.TLS_VERIFICATION_FAILED, f"TLS with {where} failed")
