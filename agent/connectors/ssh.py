@@ -32,9 +32,9 @@ from agent.connectors.common import (
     too_much_output,
 )
 from agent.connectors.errors import ConnectorError, ErrorKind
-from agent.connectors.sshopts import HostKeyPolicy, Jump, SshOptions, parse_ssh_args
 from agent.factscripts import FactScript, scripts_for
 from agent.inventory import Host
+from agent.inventory.sshargs import HostKeyPolicy, Jump, SshArgsError, SshOptions, parse_ssh_args
 
 log = logging.getLogger(__name__)
 #: Exit codes of a shell that could not find the program: sh, cmd.exe.
@@ -188,7 +188,12 @@ class SSHConnector:
         scripts = scripts_for(self.host.roles)
         if not scripts:
             return {}
-        options = parse_ssh_args(self.host.connection.ssh_common_args)
+        try:
+            options = parse_ssh_args(self.host.connection.ssh_common_args)
+        except SshArgsError as exc:  # validated with the inventory; a task may still carry it
+            raise ConnectorError(
+                ErrorKind.CONFIGURATION, f"ansible_ssh_common_args: {exc.message}"
+            ) from None
         keys = HostKeyCheck.load(options)
         try:
             try:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.connectors.sshopts import parse_ssh_args
 from agent.errors import Problem
 from agent.facts import Declared
+from agent.inventory.sshargs import parse_ssh_args
 from agent.inventory.templates import Secret
 
 ConnectionKind = Literal["winrm", "ssh"]

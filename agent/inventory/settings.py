@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn, get_args
 from urllib.parse import urlsplit
 
-from agent.connectors.errors import ConnectorError
-from agent.connectors.sshopts import parse_ssh_args
 from agent.errors import Problem
 from agent.facts import IPNetwork
 from agent.inventory.model import (
@@ -28,6 +26,7 @@ from agent.inventory.model import (
     WinrmScheme,
     WinrmTransport,
 )
+from agent.inventory.sshargs import SshArgsError, parse_ssh_args
 from agent.inventory.templates import ENV_LOOKUP_HINT, Secret, env_lookup_name, is_unevaluated
 from agent.inventory.yamlload import kind_of, line_of
 from agent.roles import ROLES
@@ -488,8 +487,8 @@ def ssh_args(ctx: Ctx, value: Any) -> str:
     text = any_text(ctx, value)
     try:
         parse_ssh_args(text)
-    except ConnectorError as exc:
-        ctx.fail(exc.message.removeprefix("ansible_ssh_common_args: "))
+    except SshArgsError as exc:
+        ctx.fail(exc.message)
     return text
 
 

@@ -11,8 +11,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.connectors.errors import ConnectorError, ErrorKind
-
 HostKeyPolicy = Literal["yes", "accept-new", "no"]
 _POLICIES: dict[str, HostKeyPolicy] = {
     "yes": "yes",
@@ -23,6 +21,14 @@ _POLICIES: dict[str, HostKeyPolicy] = {
     "off": "no",
     "false": "no",
 }
+
+
+class SshArgsError(ValueError):
+    """``ansible_ssh_common_args`` holds an option mfa-agent honours in a form it cannot use."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,8 @@ class SshOptions:
     host_key_policy: HostKeyPolicy = "yes"
 
 
-def _bad(message: str) -> ConnectorError:
-    return ConnectorError(ErrorKind.CONFIGURATION, f"ansible_ssh_common_args: {message}")
+def _bad(message: str) -> SshArgsError:
+    return SshArgsError(message)
 
 
 def parse_jump(text: str) -> Jump:
