@@ -236,7 +236,7 @@ def scan(
     evaluates a facts file written earlier by --save-facts, with no network at all.
     """
     from agent import factsfile
-    from agent.history import History
+    from agent.history import History, HistoryUnavailable
     from agent.registry import load_catalogue
     from agent.scan import ScanOptions, finalize
     from agent.scan import replay as replay_scan
@@ -253,7 +253,12 @@ def scan(
     known = [c.meta.id for c in load_catalogue()]
     waivers = load_waivers(waivers_path, known) if waivers_path else ()
     facts = factsfile.load(replay) if replay is not None else None
-    history = None if no_history else History.open(Path(db).expanduser() if db else None)
+    history: History | None = None
+    history_problem: HistoryUnavailable | None = None
+    try:
+        history = None if no_history else History.open(Path(db).expanduser() if db else None)
+    except HistoryUnavailable as exc:  # locked by another scan: scan anyway, say it at the end
+        history_problem = exc
     with contextlib.closing(history) if history is not None else contextlib.nullcontext():
         options = ScanOptions(include=include, skip=skip, limit=limit)
         if facts is not None:
@@ -267,8 +272,16 @@ def scan(
                 timeouts=(connect_timeout, operation_timeout, host_timeout),
                 progress=not quiet,
             )
-        run = dataclasses.replace(run, report=finalize(run.report, waivers, history))
-    _deliver(run, output)
+        try:
+            report = finalize(run.report, waivers, history)
+        except HistoryUnavailable as exc:
+            history_problem = exc
+            report = finalize(run.report, waivers)
+    if history_problem is not None:
+        note = f"this scan was not recorded in the history: {history_problem.reason}"
+        report = dataclasses.replace(report, warnings=(*report.warnings, note))
+    run = dataclasses.replace(run, report=report)
+    _deliver(run, output, () if history_problem is None else history_problem.problems)
 
 
 def _check_output_args(
@@ -344,8 +357,12 @@ class _Output:
     quiet: bool = False
 
 
-def _deliver(run: ScanRun, out: _Output) -> NoReturn:
-    """Write every requested file, then show the report; one failed write loses nothing else."""
+def _deliver(run: ScanRun, out: _Output, late: Sequence[Problem] = ()) -> NoReturn:
+    """Write every requested file, then show the report; one failed write loses nothing else.
+
+    `late` are input problems found after the scan (the history could not record it): they
+    are shown after the report and make the exit code 3, as a failed write does.
+    """
     save_facts, formats, output_dir = out.save_facts, out.formats, out.output_dir
     from agent import factsfile
     from agent.report import RENDERERS, render_terminal, write_atomic
@@ -382,6 +399,9 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
         _stderr().print(f"wrote {path}", markup=False)
     if failures:
         _print_problems("some output could not be written", failures)
+    if late:
+        _print_problems("the scan was not recorded in the history", late)
+    if failures or late:
         raise SystemExit(int(ExitCode.INVALID_INPUT))
     raise SystemExit(int(run.report.exit_code()))
 

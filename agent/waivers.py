@@ -26,10 +26,19 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from agent import strictjson
 from agent.errors import InputError, Problem
-from agent.inventory.yamlload import YamlMap, YamlSeq, kind_of, read_file
+from agent.inventory.yamlload import (
+    MAX_FILE_BYTES,
+    Parsed,
+    YamlMap,
+    YamlSeq,
+    kind_of,
+    parse_text,
+)
 from agent.model import Result, Status, Waiver
 from agent.report.model import WaiverState, WaiverStateName
+from agent.safeio import UnreadableFile, read_regular_file
 
 _KEYS = ("check", "hosts", "justification", "approver", "expires")
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -37,12 +46,12 @@ _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 def load_waivers(path: str | Path, known_checks: Collection[str]) -> tuple[Waiver, ...]:
     """Read and validate a waivers file; `InputError` listing every problem otherwise."""
-    source = read_file(Path(path))
     file = str(path)
+    parsed = _read(Path(path))
     # A bad scalar (e.g. 2026-13-01) is a parse problem without a key; it is reported below
     # with its key when the entry is checked, so only problems on other lines are kept.
-    parse_problems = list(source.parsed.problems)
-    document = source.parsed.value
+    parse_problems = list(parsed.problems)
+    document = parsed.value
     if document is None and parse_problems:
         raise InputError(parse_problems)
     problems: list[Problem] = []
@@ -67,6 +76,31 @@ def load_waivers(path: str | Path, known_checks: Collection[str]) -> tuple[Waive
     if problems:
         raise InputError(sorted(problems, key=lambda p: (p.line or 0, p.key or "")))
     return tuple(waivers)
+
+
+def _read(path: Path) -> Parsed:
+    """Parse the waivers file, a regular file of YAML (or strict JSON, by its .json suffix).
+
+    A FIFO, socket or device is refused before it is opened. YAML bounds nesting and values
+    itself; a ``.json`` file must also be strict JSON (no NaN/Infinity, no huge integers).
+    """
+    file = str(path)
+    try:
+        data = read_regular_file(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        return Parsed(None, [Problem(file, f"cannot read file: {exc.reason}")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return Parsed(None, [Problem(file, "file is not valid UTF-8 text", line)])
+    if path.suffix.lower() == ".json":
+        try:
+            strictjson.loads(text)
+        except strictjson.StrictJsonError as exc:
+            return Parsed(None, [Problem(file, exc.message, exc.line)])
+        text = text.replace("\t", " ")  # JSON may indent with tabs, YAML may not
+    return parse_text(text, file)
 
 
 def _entry(
