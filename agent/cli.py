@@ -615,6 +615,7 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
         ("Fixed", delta.fixed),
         ("Still failing", delta.still_failing),
         ("New errors", delta.new_errors),
+        ("Newly waived", delta.newly_waived),
     ):
         console.print(f"{title} ({len(items)})", style="bold", markup=False)
         for item in items:

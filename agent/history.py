@@ -436,9 +436,10 @@ def compute_delta(
 ) -> Delta:
     """Diff two scans' results by (check, target).
 
-    new failure: FAIL now, not FAIL before (or absent) · fixed: FAIL before, PASS or SKIP now ·
-    still failing: FAIL both times · new error: ERROR now, not ERROR before. A result whose host
-    was added or removed counts under hosts added/removed only.
+    new failure: FAIL now, not FAIL before (or absent; WAIVED before is a waiver that ended) ·
+    fixed: FAIL or WAIVED before, PASS or SKIP now · still failing: FAIL both times · new error:
+    ERROR now, not ERROR before · newly waived: FAIL before, WAIVED now. A result whose host was
+    added or removed counts under hosts added/removed only.
     """
     before = {(r.check_id, r.target): r.status for r in old}
     after = {(r.check_id, r.target): r.status for r in new}
@@ -463,7 +464,7 @@ def compute_delta(
             [
                 k
                 for k, s in before.items()
-                if s is Status.FAIL and after.get(k) in (Status.PASS, Status.SKIP)
+                if s in (Status.FAIL, Status.WAIVED) and after.get(k) in (Status.PASS, Status.SKIP)
             ]
         ),
         still_failing=items(
@@ -471,6 +472,9 @@ def compute_delta(
         ),
         new_errors=items(
             [k for k, s in after.items() if s is Status.ERROR and before.get(k) is not Status.ERROR]
+        ),
+        newly_waived=items(
+            [k for k, s in after.items() if s is Status.WAIVED and before.get(k) is Status.FAIL]
         ),
         hosts_added=tuple(added),
         hosts_removed=tuple(removed),

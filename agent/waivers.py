@@ -4,8 +4,8 @@ A waivers file (``--waivers FILE``) is YAML::
 
     waivers:
       - check: portal-in-perimeter          # a check id of the catalogue
-        hosts: portal01.corp.example         # a target name or glob (case-insensitive);
-                                             # (directory) and (deployment) work too
+        hosts: portal01.corp.example         # a target name or glob (case-insensitive), or
+                                             # a list of them; (directory) and (deployment) too
         justification: Moving to the DMZ in the Q1 network change (CHG-1234)
         approver: Jane Doe, CISO
         expires: 2026-12-31                  # last day it applies (UTC)
@@ -130,7 +130,8 @@ def _entry(
     for key in _KEYS:
         if key not in entry:
             problems.append(Problem(file, "required key is missing", entry.line, f"{where}.{key}"))
-    for key in ("check", "hosts", "justification", "approver"):
+    patterns = _patterns(file, entry, where, problems)
+    for key in ("check", "justification", "approver"):
         value = entry.get(key)
         if key not in entry:
             continue
@@ -160,16 +161,46 @@ def _entry(
                 f"{where}.expires",
             )
         )
-    if len(problems) > before or expires is None:
+    if len(problems) > before or expires is None or not patterns:
         return None
     return Waiver(
         check_id=entry["check"].strip(),
-        hosts=entry["hosts"].strip(),
+        hosts=", ".join(patterns),
         justification=entry["justification"].strip(),
         approver=entry["approver"].strip(),
         expires=expires,
         source=f"{file}:{entry.line}",
+        patterns=patterns,
     )
+
+
+def _patterns(file: str, entry: YamlMap, where: str, problems: list[Problem]) -> tuple[str, ...]:
+    """The entry's ``hosts``: one name or glob, or a non-empty list of them."""
+    if "hosts" not in entry:
+        return ()
+    value = entry["hosts"]
+    key = f"{where}.hosts"
+    if isinstance(value, str):
+        if value.strip():
+            return (value.strip(),)
+        problems.append(Problem(file, "must not be empty", entry.line_of("hosts"), key))
+        return ()
+    if not isinstance(value, YamlSeq):
+        message = f"must be a host name or glob, or a list of them, not {kind_of(value)}"
+        problems.append(Problem(file, message, entry.line_of("hosts"), key))
+        return ()
+    if not value:
+        problems.append(Problem(file, "the list must not be empty", entry.line_of("hosts"), key))
+        return ()
+    patterns = []
+    for index, item in enumerate(value):
+        if isinstance(item, str) and item.strip():
+            patterns.append(item.strip())
+            continue
+        why = f"must be a string, not {kind_of(item)}"
+        why = "must not be empty" if isinstance(item, str) else why
+        problems.append(Problem(file, why, value.line_of(index), f"{key}[{index}]"))
+    return tuple(patterns) if len(patterns) == len(value) else ()
 
 
 def _date(value: Any) -> date | None:
@@ -189,8 +220,11 @@ def _date(value: Any) -> date | None:
 
 
 def matches(waiver: Waiver, check_id: str, target: str) -> bool:
-    """Whether a waiver covers a check's result on a target (name or glob, case-insensitive)."""
-    return waiver.check_id == check_id and fnmatch.fnmatchcase(target.lower(), waiver.hosts.lower())
+    """Whether a waiver covers a check's result on a target (names or globs, case-insensitive)."""
+    if waiver.check_id != check_id:
+        return False
+    name = target.lower()
+    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in waiver.host_patterns())
 
 
 def apply_waivers(
