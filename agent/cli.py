@@ -39,7 +39,8 @@ Exit codes:
   1  at least one FAIL
   2  no FAIL, but at least one ERROR (a host or fact could not be read)
   3  invalid input: inventory, arguments, facts file, waivers file or history
-     database (nothing was scanned)
+     database (nothing was scanned); also a report that could not be written or a
+     scan the locked history could not record (the report is still complete)
   4  internal error (a bug: please report it with the output of --debug)
   130 interrupted (Ctrl-C): the results gathered so far are still reported
 """
