@@ -99,7 +99,7 @@ class SambaLab:
             bind_password=Secret.from_env(PASSWORD_ENV),
             ca_file=str(self.dc.ca_file),
             group=GROUP,
-            timeout_seconds=5,
+            timeout_seconds=30,  # bounds a failure only: Samba on a busy machine is slow
         )
         return replace(base, **changes)
 

@@ -67,7 +67,7 @@ PASSPHRASE_ENV: Final = "MFA_SSH_TEST_PASSPHRASE"
 SESSION_PREFIX: Final = "mfa-agent-ssh-"
 #: sshd instances get 127.0.9.1, 127.0.9.2, … (the WinRM labs use 127.0.1.x and 127.0.3.x).
 ADDRESS_PREFIX: Final = "127.0.9."
-START_TIMEOUT: Final = 10.0
+START_TIMEOUT: Final = 60.0  # bounds a failure only: a busy machine may take long
 STOP_TIMEOUT: Final = 5.0
 #: A PATH without the stand-in: what a host without PowerShell offers.
 PLAIN_PATH: Final = "/usr/bin:/bin"
