@@ -577,7 +577,7 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
 
     Without arguments: the last two scans of the inventory scanned last. With OLD only: from OLD
     to the latest scan of the same inventory. New failures, fixed, still failing, new errors,
-    hosts added and removed.
+    newly waived (FAIL → WAIVED), hosts added and removed.
     """
     with _open_history(db) as history:
         new_scan, old_scan = _pick_scans(history, old, new)
