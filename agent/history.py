@@ -131,11 +131,10 @@ class HistoryUnavailable(InputError):
         super().__init__(Problem(str(path), f"cannot use the history database: {reason}"))
 
 
-def _unavailable(path: Path, exc: sqlite3.Error) -> HistoryUnavailable:
+def _unavailable(path: Path, exc: sqlite3.Error, timeout: float) -> HistoryUnavailable:
     if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
         return HistoryUnavailable(
-            path,
-            f"the database is locked by another process (waited {BUSY_TIMEOUT_SECONDS:g} s)",
+            path, f"the database is locked by another process (waited {timeout:g} s)"
         )
     return HistoryUnavailable(path, str(exc))
 
@@ -162,9 +161,12 @@ def _check_path(path: Path) -> None:
 class History:
     """The history database. One per process and thread; open it with `History.open`."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, busy_timeout: float | None = None
+    ) -> None:
         self._db = connection
         self.path = path
+        self._timeout = BUSY_TIMEOUT_SECONDS if busy_timeout is None else busy_timeout
 
     @classmethod
     def open(cls, path: Path | None = None, busy_timeout: float | None = None) -> History:
@@ -211,14 +213,14 @@ class History:
         except sqlite3.Error as exc:
             db.close()
             if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
-                raise _unavailable(path, exc) from None
+                raise _unavailable(path, exc, timeout) from None
             raise InputError(
                 Problem(str(path), f"cannot use the history database: {exc}")
             ) from None
         except BaseException:
             db.close()
             raise
-        return cls(db, path)
+        return cls(db, path, timeout)
 
     def close(self) -> None:
         """Close the connection."""
@@ -238,7 +240,7 @@ class History:
         try:
             return self._record(report)
         except sqlite3.Error as exc:
-            raise _unavailable(self.path, exc) from None
+            raise _unavailable(self.path, exc, self._timeout) from None
 
     def _record(self, report: ScanReport) -> int:
         counts = {str(k): v for k, v in report.counts().items()}
@@ -304,7 +306,7 @@ class History:
         try:
             return list(self._db.execute(query, args).fetchall())
         except sqlite3.Error as exc:
-            raise _unavailable(self.path, exc) from None
+            raise _unavailable(self.path, exc, self._timeout) from None
 
     def scans(self, inventory: str | None = None, limit: int = 20) -> list[StoredScan]:
         """The most recent scans, newest first, optionally of one inventory key only."""

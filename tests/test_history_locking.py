@@ -61,7 +61,7 @@ def assert_reported_but_not_recorded(run: CliRun, out: Path, db: Path) -> None:
     written = sorted(p.name for p in out.iterdir())
     assert {"mfa-agent-report.json", "mfa-agent-report.html"} <= set(written), written
     assert "the scan was not recorded in the history" in run.err
-    assert "locked by another process" in run.err and str(db) in run.err
+    assert "locked by another process (waited 0.3 s)" in run.err and str(db) in run.err
     assert "Traceback" not in run.err
     assert "not recorded in the history" in (out / "mfa-agent-report.json").read_text()
 
@@ -109,7 +109,8 @@ def test_record_raises_history_unavailable_when_locked(recorded_db: Path) -> Non
         previous = history.scans()
         holder = exclusive_lock(recorded_db)
         try:
-            with pytest.raises(HistoryUnavailable, match="locked by another process"):
+            locked = r"locked by another process \(waited 0.2 s\)"
+            with pytest.raises(HistoryUnavailable, match=locked):
                 history.record(_a_report(recorded_db))
         finally:
             holder.close()
