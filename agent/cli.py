@@ -40,7 +40,8 @@ Exit codes:
   1  at least one FAIL
   2  no FAIL, but at least one ERROR (a host or fact could not be read)
   3  invalid input: inventory, arguments, facts file, waivers file or history
-     database (nothing was scanned)
+     database (nothing was scanned); also a report that could not be written or a
+     scan the locked history could not record (the report is still complete)
   4  internal error (a bug: please report it with the output of --debug)
   130 interrupted (Ctrl-C): the results gathered so far are still reported
 """
@@ -375,7 +376,7 @@ def scan(
     evaluates a facts file written earlier by --save-facts, with no network at all.
     """
     from agent import factsfile
-    from agent.history import History
+    from agent.history import History, HistoryUnavailable
     from agent.registry import load_catalogue
     from agent.scan import ScanOptions, finalize
     from agent.scan import replay as replay_scan
@@ -398,7 +399,12 @@ def scan(
     waivers = load_waivers(waivers_path, known) if waivers_path else ()
     facts = factsfile.load(replay) if replay is not None else None
     zones = _zone_gather(broker, zone_timeout, replay is not None)
-    history = None if no_history else History.open(Path(db).expanduser() if db else None)
+    history: History | None = None
+    history_problem: HistoryUnavailable | None = None
+    try:
+        history = None if no_history else History.open(Path(db).expanduser() if db else None)
+    except HistoryUnavailable as exc:  # locked by another scan: scan anyway, say it at the end
+        history_problem = exc
     with contextlib.closing(history) if history is not None else contextlib.nullcontext():
         options = ScanOptions(include=include, skip=skip, limit=limit, sweep=sweep)
         if facts is not None:
@@ -413,8 +419,16 @@ def scan(
                 progress=not quiet,
                 gatherer=zones,
             )
-        run = dataclasses.replace(run, report=finalize(run.report, waivers, history))
-    _deliver(run, output)
+        try:
+            report = finalize(run.report, waivers, history)
+        except HistoryUnavailable as exc:
+            history_problem = exc
+            report = finalize(run.report, waivers)
+    if history_problem is not None:
+        note = f"this scan was not recorded in the history: {history_problem.reason}"
+        report = dataclasses.replace(report, warnings=(*report.warnings, note))
+    run = dataclasses.replace(run, report=report)
+    _deliver(run, output, () if history_problem is None else history_problem.problems)
 
 
 def _check_output_args(
@@ -515,8 +529,12 @@ class _Output:
     quiet: bool = False
 
 
-def _deliver(run: ScanRun, out: _Output) -> NoReturn:
-    """Write every requested file, then show the report; one failed write loses nothing else."""
+def _deliver(run: ScanRun, out: _Output, late: Sequence[Problem] = ()) -> NoReturn:
+    """Write every requested file, then show the report; one failed write loses nothing else.
+
+    `late` are input problems found after the scan (the history could not record it): they
+    are shown after the report and make the exit code 3, as a failed write does.
+    """
     save_facts, formats, output_dir = out.save_facts, out.formats, out.output_dir
     from agent import factsfile
     from agent.report import RENDERERS, render_terminal, write_atomic
@@ -553,6 +571,9 @@ def _deliver(run: ScanRun, out: _Output) -> NoReturn:
         _stderr().print(f"wrote {path}", markup=False)
     if failures:
         _print_problems("some output could not be written", failures)
+    if late:
+        _print_problems("the scan was not recorded in the history", late)
+    if failures or late:
         raise SystemExit(int(ExitCode.INVALID_INPUT))
     raise SystemExit(int(run.report.exit_code()))
 
@@ -764,7 +785,7 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
 
     Without arguments: the last two scans of the inventory scanned last. With OLD only: from OLD
     to the latest scan of the same inventory. New failures, fixed, still failing, new errors,
-    hosts added and removed.
+    newly waived (FAIL → WAIVED), hosts added and removed.
     """
     with _open_history(db) as history:
         new_scan, old_scan = _pick_scans(history, old, new)
@@ -803,6 +824,7 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
         ("Fixed", delta.fixed),
         ("Still failing", delta.still_failing),
         ("New errors", delta.new_errors),
+        ("Newly waived", delta.newly_waived),
     ):
         console.print(f"{title} ({len(items)})", style="bold", markup=False)
         for item in items:

@@ -13,14 +13,19 @@ wrong shape, gathered or replayed, is an ERROR on that fact naming the path that
 
 Directory facts (one set per inventory, gathered over LDAP):
 ``{"group": {"dn": str, "sid": str|null} | null,
-   "members": [{"dn": str, "sam_account_name": str|null, "object_class": str|null}],
+   "members": [{"dn": str, "sam_account_name": str|null, "object_class": str|null,
+                "user_principal_name": str|null, "primary_group": bool}],
+   "domain": {"dns": str|null, "netbios": str|null},
    "accounts": {<service account as the host reports it>: {"found": bool, "dn": str|null,
                 "sam_account_name": str|null, "member_of_group": bool|null,
                 "disabled": bool|null, "locked_out": bool|null, "password_expired": bool|null,
-                "not_found_reason": str|null}}}``
+                "not_found_reason": str|null, "other_domain": str|null}}}``
 (``not_found_reason``, optional: why an account was not looked up or not found, e.g. a
-built-in account or one of another domain.)
-``members`` are transitive (nested groups resolved).
+built-in account or one of another domain; ``other_domain``, optional: that other domain.
+``domain``, ``user_principal_name`` and ``primary_group`` are optional too: facts files written
+before them stay readable.)
+``members`` are transitive (nested groups resolved), primary-group members included
+(``primary_group`` true: the member's primaryGroupID is the RID of the group or of a nested one).
 
 Deployment facts are what the inventory declares in ``mfa_deployment``.
 """

@@ -39,16 +39,16 @@ fact of the wrong shape is an ERROR on that host, not a rejected file.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, strictjson
 from agent.errors import FactsFileError, Problem
 from agent.facts import Declared, DirectoryView, HostError, HostFacts, IPNetwork
+from agent.safeio import UnreadableFile, read_regular_file
 
 SCHEMA = "mfa-agent/facts"
 VERSION = 1
@@ -124,31 +124,33 @@ def to_document(facts: FactsFile) -> dict[str, Any]:
 
 
 def dumps(facts: FactsFile) -> str:
-    """Serialise a facts file (stable key order, indented for diffs)."""
+    """Serialise a facts file (stable key order, indented for diffs) as strict JSON.
+
+    A NaN or infinite number anywhere is refused (`ValueError`) rather than written as the
+    ``NaN``/``Infinity`` that other JSON parsers reject.
+    """
     # ASCII with escapes: a string from a host (even a lone surrogate) always serialises.
-    return json.dumps(to_document(facts), indent=2) + "\n"
+    return strictjson.dumps(to_document(facts), indent=2) + "\n"
 
 
 def load(path: str | Path) -> FactsFile:
-    """Read and validate a facts file; any problem raises `FactsFileError` naming file and key."""
+    """Read and validate a facts file; any problem raises `FactsFileError` naming file and key.
+
+    Only a regular file is read (a FIFO or device is refused before it is opened), and only
+    strict JSON is accepted: no NaN/Infinity, integers of at most
+    `strictjson.MAX_INT_DIGITS` digits, nesting at most `strictjson.MAX_DEPTH` deep.
+    """
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise FactsFileError(Problem(name, f"cannot read the facts file: {exc.strerror}")) from None
-    if len(raw) > _MAX_BYTES:
-        raise FactsFileError(Problem(name, "the facts file is larger than 256 MiB"))
+        raw = read_regular_file(Path(path), _MAX_BYTES)
+    except UnreadableFile as exc:
+        raise FactsFileError(Problem(name, f"cannot read the facts file: {exc.reason}")) from None
     try:
-        text = raw.decode("utf-8")
-        document = json.loads(text)
+        document = strictjson.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise FactsFileError(Problem(name, "the facts file is not UTF-8 text")) from None
-    except json.JSONDecodeError as exc:
-        raise FactsFileError(
-            Problem(name, f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno)
-        ) from None
-    except RecursionError:
-        raise FactsFileError(Problem(name, "the JSON is nested too deeply")) from None
+    except strictjson.StrictJsonError as exc:
+        raise FactsFileError(Problem(name, exc.message, line=exc.line)) from None
     return parse(document, name)
 
 

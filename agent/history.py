@@ -2,7 +2,9 @@
 
 Default location: ``$MFA_AGENT_DB``, else ``$XDG_STATE_HOME/mfa-agent/history.sqlite3`` (that is
 ``~/.local/state/mfa-agent/history.sqlite3``); ``--db`` overrides both. WAL mode and a busy timeout
-make overlapping scans (a cron run meeting a manual one) wait for each other instead of failing.
+make overlapping scans (a cron run meeting a manual one) wait for each other instead of failing;
+a database still locked after the timeout raises `HistoryUnavailable`, and the scan is then
+reported without being recorded. The database must be a regular file (a FIFO would block).
 Each scan stores its inventory (path and digest), agent version, start and end, hosts, and every
 result with its evidence. Nothing secret reaches a report, so nothing secret reaches the database.
 """
@@ -13,6 +15,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,9 +26,11 @@ from pathlib import Path
 from agent.errors import InputError, Problem
 from agent.model import Status
 from agent.report.model import Delta, DeltaItem, ScanReport
+from agent.safeio import file_kind
 
 SCHEMA_VERSION = 2
-_BUSY_TIMEOUT_MS = 30_000
+#: How long a scan waits for another one holding the database before giving up on the history.
+BUSY_TIMEOUT_SECONDS = 30.0
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
@@ -113,27 +118,82 @@ class StoredResult:
     reason: str
 
 
+class HistoryUnavailable(InputError):
+    """The history database could not be used just now (locked past the busy timeout, or a
+    write failed): the scan's results still stand, only the history step is lost.
+
+    `reason` says why in words for a person.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(Problem(str(path), f"cannot use the history database: {reason}"))
+
+
+def _unavailable(path: Path, exc: sqlite3.Error, timeout: float) -> HistoryUnavailable:
+    if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+        return HistoryUnavailable(
+            path, f"the database is locked by another process (waited {timeout:g} s)"
+        )
+    return HistoryUnavailable(path, str(exc))
+
+
+def _check_path(path: Path) -> None:
+    """Refuse a database that is not a regular file, or a folder that is not a directory."""
+    for where, want_dir in ((path.parent, True), (path, False)):
+        try:
+            mode = os.stat(where).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            why = f"cannot use the history database: {where}: {exc.strerror}"
+            raise InputError(Problem(str(path), why)) from None
+        if want_dir and not stat.S_ISDIR(mode):
+            why = f"its folder {where} is not a directory"
+        elif not want_dir and not stat.S_ISREG(mode):
+            why = f"it is {file_kind(mode)}, not a regular file"
+        else:
+            continue
+        raise InputError(Problem(str(path), f"cannot use the history database: {why}"))
+
+
 class History:
     """The history database. One per process and thread; open it with `History.open`."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, busy_timeout: float | None = None
+    ) -> None:
         self._db = connection
         self.path = path
+        self._timeout = BUSY_TIMEOUT_SECONDS if busy_timeout is None else busy_timeout
 
     @classmethod
-    def open(cls, path: Path | None = None) -> History:
-        """Open (creating if needed) the database; `InputError` if it cannot be used."""
+    def open(cls, path: Path | None = None, busy_timeout: float | None = None) -> History:
+        """Open (creating if needed) the database.
+
+        `InputError` if it cannot be used; `HistoryUnavailable` (an `InputError`) if it stays
+        locked by another process past `busy_timeout` seconds (default `BUSY_TIMEOUT_SECONDS`).
+        """
         path = path or default_path()
+        timeout = BUSY_TIMEOUT_SECONDS if busy_timeout is None else busy_timeout
+        _check_path(path)
         try:
             # Evidence describes security weaknesses: the database is the owner's only, like the
             # report files (SQLite gives its -wal and -shm files the database file's mode).
-            if not path.parent.exists():
-                path.parent.mkdir(mode=0o700, parents=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            _enable_wal(db)
+            # exist_ok: two scans creating a fresh folder at the same moment both succeed.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+            os.close(os.open(path, flags, 0o600))
+            _check_path(path)  # still a regular file once created (nothing swapped in)
+            db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(
+                Problem(str(path), f"cannot use the history database: {exc}")
+            ) from None
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            _enable_wal(db, timeout)
             db.execute("PRAGMA foreign_keys = ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -150,11 +210,17 @@ class History:
                     with contextlib.suppress(sqlite3.OperationalError):  # added by a racer
                         db.execute("ALTER TABLE scans ADD COLUMN scope TEXT NOT NULL DEFAULT ''")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            db.close()
+            if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+                raise _unavailable(path, exc, timeout) from None
             raise InputError(
                 Problem(str(path), f"cannot use the history database: {exc}")
             ) from None
-        return cls(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, path, timeout)
 
     def close(self) -> None:
         """Close the connection."""
@@ -167,7 +233,16 @@ class History:
         self.close()
 
     def record(self, report: ScanReport) -> int:
-        """Store a finished scan with every host and result; its new scan id."""
+        """Store a finished scan with every host and result; its new scan id.
+
+        `HistoryUnavailable` when the database stays locked or the write fails (nothing stored).
+        """
+        try:
+            return self._record(report)
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc, self._timeout) from None
+
+    def _record(self, report: ScanReport) -> int:
         counts = {str(k): v for k, v in report.counts().items()}
         with _transaction(self._db):
             cursor = self._db.execute(
@@ -226,6 +301,13 @@ class History:
             )
         return scan_id
 
+    def _rows(self, query: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
+        """Every row of a query; `HistoryUnavailable` when the database cannot answer."""
+        try:
+            return list(self._db.execute(query, args).fetchall())
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc, self._timeout) from None
+
     def scans(self, inventory: str | None = None, limit: int = 20) -> list[StoredScan]:
         """The most recent scans, newest first, optionally of one inventory key only."""
         query = "SELECT * FROM scans"
@@ -233,13 +315,13 @@ class History:
         if inventory is not None:
             query += " WHERE inventory_key = ?"
             args = (inventory,)
-        rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        rows = self._rows(query + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [_scan(row) for row in rows]
 
     def scan(self, scan_id: int) -> StoredScan | None:
         """One scan by id."""
-        row = self._db.execute("SELECT * FROM scans WHERE id = ?", (scan_id,)).fetchone()
-        return None if row is None else _scan(row)
+        rows = self._rows("SELECT * FROM scans WHERE id = ?", (scan_id,))
+        return _scan(rows[0]) if rows else None
 
     def previous(self, key: str, scope: str = "", before: int | None = None) -> StoredScan | None:
         """The latest scan of the same inventory and scope, before scan `before` if given.
@@ -252,24 +334,25 @@ class History:
         if before is not None:
             query += " AND id < ?"
             args += (before,)
-        row = self._db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
-        return None if row is None else _scan(row)
+        rows = self._rows(query + " ORDER BY id DESC LIMIT 1", args)
+        return _scan(rows[0]) if rows else None
 
     def results(self, scan_id: int) -> list[StoredResult]:
         """Every result of a scan."""
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT check_id, target, status, severity, reason FROM results WHERE scan_id = ?"
             " ORDER BY target, check_id",
             (scan_id,),
-        ).fetchall()
-        return [StoredResult(r[0], r[1], Status(r[2]), r[3], r[4]) for r in rows]
+        )
+        return [
+            StoredResult(str(r[0]), str(r[1]), Status(str(r[2])), str(r[3]), str(r[4]))
+            for r in rows
+        ]
 
     def host_names(self, scan_id: int) -> list[str]:
         """The hosts of a scan."""
-        rows = self._db.execute(
-            "SELECT name FROM hosts WHERE scan_id = ? ORDER BY name", (scan_id,)
-        )
-        return [r[0] for r in rows.fetchall()]
+        rows = self._rows("SELECT name FROM hosts WHERE scan_id = ? ORDER BY name", (scan_id,))
+        return [str(r[0]) for r in rows]
 
     def delta(
         self, old: StoredScan, new_results: Sequence[StoredResult], new_hosts: Sequence[str]
@@ -285,14 +368,14 @@ class History:
         )
 
 
-def _enable_wal(db: sqlite3.Connection) -> None:
+def _enable_wal(db: sqlite3.Connection, timeout: float) -> None:
     """Switch to WAL mode, waiting while another connection is creating the database.
 
     The switch needs an exclusive lock and SQLite returns SQLITE_BUSY at once, without calling
     the busy handler, when another connection holds a lock it cannot wait on (two scans opening
     a new database together), so the busy timeout is honoured here.
     """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + timeout
     while True:
         try:
             db.execute("PRAGMA journal_mode = WAL")
@@ -355,9 +438,10 @@ def compute_delta(
 ) -> Delta:
     """Diff two scans' results by (check, target).
 
-    new failure: FAIL now, not FAIL before (or absent) · fixed: FAIL before, PASS or SKIP now ·
-    still failing: FAIL both times · new error: ERROR now, not ERROR before. A result whose host
-    was added or removed counts under hosts added/removed only.
+    new failure: FAIL now, not FAIL before (or absent; WAIVED before is a waiver that ended) ·
+    fixed: FAIL or WAIVED before, PASS or SKIP now · still failing: FAIL both times · new error:
+    ERROR now, not ERROR before · newly waived: FAIL before, WAIVED now. A result whose host was
+    added or removed counts under hosts added/removed only.
     """
     before = {(r.check_id, r.target): r.status for r in old}
     after = {(r.check_id, r.target): r.status for r in new}
@@ -382,7 +466,7 @@ def compute_delta(
             [
                 k
                 for k, s in before.items()
-                if s is Status.FAIL and after.get(k) in (Status.PASS, Status.SKIP)
+                if s in (Status.FAIL, Status.WAIVED) and after.get(k) in (Status.PASS, Status.SKIP)
             ]
         ),
         still_failing=items(
@@ -390,6 +474,9 @@ def compute_delta(
         ),
         new_errors=items(
             [k for k, s in after.items() if s is Status.ERROR and before.get(k) is not Status.ERROR]
+        ),
+        newly_waived=items(
+            [k for k, s in after.items() if s is Status.WAIVED and before.get(k) is Status.FAIL]
         ),
         hosts_added=tuple(added),
         hosts_removed=tuple(removed),

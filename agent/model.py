@@ -141,13 +141,20 @@ class Waiver:
     `expires` (the last day it applies, UTC)."""
 
     check_id: str
-    #: A host name, group-free glob (``adfs*.corp.example``), or ``(directory)``/``(deployment)``.
+    #: A host name, group-free glob (``adfs*.corp.example``), or ``(directory)``/``(deployment)``;
+    #: for a waiver written with a list of them, the list joined with ", " (as reports show it).
     hosts: str
     justification: str
     approver: str
     expires: date
     #: Where it is written, ``file:line``.
     source: str = ""
+    #: The names or globs it covers; empty means just `hosts`.
+    patterns: tuple[str, ...] = ()
+
+    def host_patterns(self) -> tuple[str, ...]:
+        """The names or globs the waiver covers."""
+        return self.patterns or (self.hosts,)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ class UnreadableFile(Exception):
         super().__init__(f"{path}: {reason}")
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words: "a FIFO (named pipe)", "a socket"..."""
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISSOCK(mode):
@@ -45,7 +46,7 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     except OSError as exc:
         raise UnreadableFile(path, exc.strerror or type(exc).__name__) from None
     if not stat.S_ISREG(before.st_mode):
-        raise UnreadableFile(path, f"is {_kind(before.st_mode)}, not a regular file")
+        raise UnreadableFile(path, f"is {file_kind(before.st_mode)}, not a regular file")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -53,7 +54,7 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         mode = os.fstat(handle.fileno()).st_mode
         if not stat.S_ISREG(mode):
-            raise UnreadableFile(path, f"is {_kind(mode)}, not a regular file")
+            raise UnreadableFile(path, f"is {file_kind(mode)}, not a regular file")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise UnreadableFile(path, f"is larger than {limit:,} bytes")

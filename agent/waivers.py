@@ -4,8 +4,8 @@ A waivers file (``--waivers FILE``) is YAML::
 
     waivers:
       - check: portal-in-perimeter          # a check id of the catalogue
-        hosts: portal01.corp.example         # a target name or glob (case-insensitive);
-                                             # (directory) and (deployment) work too
+        hosts: portal01.corp.example         # a target name or glob (case-insensitive), or
+                                             # a list of them; (directory) and (deployment) too
         justification: Moving to the DMZ in the Q1 network change (CHG-1234)
         approver: Jane Doe, CISO
         expires: 2026-12-31                  # last day it applies (UTC)
@@ -26,10 +26,19 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from agent import strictjson
 from agent.errors import InputError, Problem
-from agent.inventory.yamlload import YamlMap, YamlSeq, kind_of, read_file
+from agent.inventory.yamlload import (
+    MAX_FILE_BYTES,
+    Parsed,
+    YamlMap,
+    YamlSeq,
+    kind_of,
+    parse_text,
+)
 from agent.model import Result, Status, Waiver
 from agent.report.model import WaiverState, WaiverStateName
+from agent.safeio import UnreadableFile, read_regular_file
 
 _KEYS = ("check", "hosts", "justification", "approver", "expires")
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -37,12 +46,12 @@ _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 def load_waivers(path: str | Path, known_checks: Collection[str]) -> tuple[Waiver, ...]:
     """Read and validate a waivers file; `InputError` listing every problem otherwise."""
-    source = read_file(Path(path))
     file = str(path)
+    parsed = _read(Path(path))
     # A bad scalar (e.g. 2026-13-01) is a parse problem without a key; it is reported below
     # with its key when the entry is checked, so only problems on other lines are kept.
-    parse_problems = list(source.parsed.problems)
-    document = source.parsed.value
+    parse_problems = list(parsed.problems)
+    document = parsed.value
     if document is None and parse_problems:
         raise InputError(parse_problems)
     problems: list[Problem] = []
@@ -67,6 +76,31 @@ def load_waivers(path: str | Path, known_checks: Collection[str]) -> tuple[Waive
     if problems:
         raise InputError(sorted(problems, key=lambda p: (p.line or 0, p.key or "")))
     return tuple(waivers)
+
+
+def _read(path: Path) -> Parsed:
+    """Parse the waivers file, a regular file of YAML (or strict JSON, by its .json suffix).
+
+    A FIFO, socket or device is refused before it is opened. YAML bounds nesting and values
+    itself; a ``.json`` file must also be strict JSON (no NaN/Infinity, no huge integers).
+    """
+    file = str(path)
+    try:
+        data = read_regular_file(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        return Parsed(None, [Problem(file, f"cannot read file: {exc.reason}")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return Parsed(None, [Problem(file, "file is not valid UTF-8 text", line)])
+    if path.suffix.lower() == ".json":
+        try:
+            strictjson.loads(text)
+        except strictjson.StrictJsonError as exc:
+            return Parsed(None, [Problem(file, exc.message, exc.line)])
+        text = text.replace("\t", " ")  # JSON may indent with tabs, YAML may not
+    return parse_text(text, file)
 
 
 def _entry(
@@ -96,7 +130,8 @@ def _entry(
     for key in _KEYS:
         if key not in entry:
             problems.append(Problem(file, "required key is missing", entry.line, f"{where}.{key}"))
-    for key in ("check", "hosts", "justification", "approver"):
+    patterns = _patterns(file, entry, where, problems)
+    for key in ("check", "justification", "approver"):
         value = entry.get(key)
         if key not in entry:
             continue
@@ -126,16 +161,46 @@ def _entry(
                 f"{where}.expires",
             )
         )
-    if len(problems) > before or expires is None:
+    if len(problems) > before or expires is None or not patterns:
         return None
     return Waiver(
         check_id=entry["check"].strip(),
-        hosts=entry["hosts"].strip(),
+        hosts=", ".join(patterns),
         justification=entry["justification"].strip(),
         approver=entry["approver"].strip(),
         expires=expires,
         source=f"{file}:{entry.line}",
+        patterns=patterns,
     )
+
+
+def _patterns(file: str, entry: YamlMap, where: str, problems: list[Problem]) -> tuple[str, ...]:
+    """The entry's ``hosts``: one name or glob, or a non-empty list of them."""
+    if "hosts" not in entry:
+        return ()
+    value = entry["hosts"]
+    key = f"{where}.hosts"
+    if isinstance(value, str):
+        if value.strip():
+            return (value.strip(),)
+        problems.append(Problem(file, "must not be empty", entry.line_of("hosts"), key))
+        return ()
+    if not isinstance(value, YamlSeq):
+        message = f"must be a host name or glob, or a list of them, not {kind_of(value)}"
+        problems.append(Problem(file, message, entry.line_of("hosts"), key))
+        return ()
+    if not value:
+        problems.append(Problem(file, "the list must not be empty", entry.line_of("hosts"), key))
+        return ()
+    patterns = []
+    for index, item in enumerate(value):
+        if isinstance(item, str) and item.strip():
+            patterns.append(item.strip())
+            continue
+        why = f"must be a string, not {kind_of(item)}"
+        why = "must not be empty" if isinstance(item, str) else why
+        problems.append(Problem(file, why, value.line_of(index), f"{key}[{index}]"))
+    return tuple(patterns) if len(patterns) == len(value) else ()
 
 
 def _date(value: Any) -> date | None:
@@ -155,8 +220,11 @@ def _date(value: Any) -> date | None:
 
 
 def matches(waiver: Waiver, check_id: str, target: str) -> bool:
-    """Whether a waiver covers a check's result on a target (name or glob, case-insensitive)."""
-    return waiver.check_id == check_id and fnmatch.fnmatchcase(target.lower(), waiver.hosts.lower())
+    """Whether a waiver covers a check's result on a target (names or globs, case-insensitive)."""
+    if waiver.check_id != check_id:
+        return False
+    name = target.lower()
+    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in waiver.host_patterns())
 
 
 def apply_waivers(

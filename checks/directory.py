@@ -8,6 +8,7 @@ account, each AD FS node's ``adfs.service_account``. When the inventory configur
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
@@ -58,8 +59,9 @@ def _account_entry(host: HostFacts, directory: FactDict) -> tuple[str, FactDict]
     """The node's service account and its directory entry, or the outcome that ends the check.
 
     No service account (adfssrv reported no StartName) and an account the directory facts hold no
-    lookup for are ERRORs: the agent could not tell. An account the directory does not know
-    FAILs: a nonexistent account can be neither a member nor healthy.
+    lookup for are ERRORs: the agent could not tell. An account of another domain than the
+    directory read is MANUAL (it was not looked up: that domain must be checked). An account the
+    directory does not know FAILs: a nonexistent account can be neither a member nor healthy.
     """
     account = _service_account(host)
     if account is None:
@@ -71,6 +73,15 @@ def _account_entry(host: HostFacts, directory: FactDict) -> tuple[str, FactDict]
             service_account=account,
         )
     entry = accounts.mapping(account)
+    other = entry.opt_text("other_domain")
+    if other is not None and not entry.flag("found"):
+        # Not looked up at all: the directory read is another domain's, so it cannot tell.
+        return manual(
+            f"the AD FS service account {account} belongs to another domain ({other}) than the "
+            f"directory read ({_domain(directory).describe()}): check it in its own domain",
+            service_account=account,
+            other_domain=other,
+        )
     if not entry.flag("found"):
         why = entry.opt_text("not_found_reason")
         return failed(
@@ -263,6 +274,84 @@ def service_account_healthy(fleet: Fleet) -> Iterable[Finding]:
 # -- phonefactor-admins-members -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Domain:
+    """The directory's domain as the facts name it (either name may be unknown)."""
+
+    dns: str | None = None
+    netbios: str | None = None
+
+    def is_own(self, name: str) -> bool:
+        """Whether ``DOMAIN`` of ``DOMAIN\\name`` is this domain; True when it cannot be told."""
+        wanted = name.strip().rstrip(".").casefold()
+        known = {n.casefold() for n in (self.dns, self.netbios) if n}
+        return wanted in known or self.netbios is None
+
+    def describe(self) -> str:
+        """``LAB (lab.example)``, or whichever name is known."""
+        if self.dns and self.netbios:
+            return f"{self.netbios} ({self.dns})"
+        return self.netbios or self.dns or "unknown domain"
+
+
+def _domain(directory: FactDict) -> Domain:
+    names = directory.opt_mapping("domain")
+    if names is None:
+        return Domain()
+    return Domain(names.opt_text("dns"), names.opt_text("netbios"))
+
+
+def _dn_key(dn: str) -> tuple[tuple[str, str], ...]:
+    """A DN compared as AD compares it: attribute types and values case-insensitively, spaces
+    around ``,`` and ``=`` ignored (escaped commas stay inside their value)."""
+    parts: list[str] = []
+    current = ""
+    escaped = False
+    for char in dn:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            current += char
+            escaped = True
+        elif char in ",;":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    key = []
+    for part in parts:
+        attribute, _, value = part.partition("=")
+        key.append((attribute.strip().casefold(), value.strip().casefold()))
+    return tuple(key)
+
+
+def allows(entry: str, dn: str, sam: str | None, upn: str | None, domain: Domain) -> bool:
+    """Whether an allow-list entry names this member, as Active Directory would resolve it.
+
+    ``CN=…,DC=…`` is a distinguished name (no sAMAccountName or UPN holds ``=``);
+    ``DOMAIN\\name`` is the sAMAccountName ``name`` in the domain DOMAIN (NetBIOS or DNS name,
+    so another domain's account never matches); ``name@suffix`` is a userPrincipalName, or the
+    implicit UPN ``sAMAccountName@<the domain's DNS name>``; anything else is a sAMAccountName.
+    Every comparison is case-insensitive.
+    """
+    text = entry.strip()
+    name = (sam or "").casefold()
+    if "=" in text:
+        return _dn_key(text) == _dn_key(dn)
+    if "\\" in text:
+        prefix, _, account = text.partition("\\")
+        return bool(name) and domain.is_own(prefix) and account.strip().casefold() == name
+    if "@" in text:
+        if upn is not None and upn.casefold() == text.casefold():
+            return True
+        account, _, suffix = text.rpartition("@")
+        own = domain.dns is not None and suffix.rstrip(".").casefold() == domain.dns.casefold()
+        return own and bool(name) and account.casefold() == name
+    return bool(name) and text.casefold() == name
+
+
 def _members_outcome(fleet: Fleet, allowed: tuple[str, ...]) -> Outcome:
     name = fleet.directory.group_name
     directory = fleet.directory.facts()
@@ -272,17 +361,22 @@ def _members_outcome(fleet: Fleet, allowed: tuple[str, ...]) -> Outcome:
             "(phonefactor-admins-exists reports the missing group)",
             group_name=name,
         )
-    permitted = {entry.strip().casefold() for entry in allowed}
+    domain = _domain(directory)
     members = []
     extra = []
     for member in directory.mappings("members"):
         dn = member.text("dn")
         sam = member.opt_text("sam_account_name")
-        row = {"dn": dn, "sam_account_name": sam, "object_class": member.opt_text("object_class")}
+        row: dict[str, Any] = {
+            "dn": dn,
+            "sam_account_name": sam,
+            "object_class": member.opt_text("object_class"),
+        }
+        if member.opt_flag("primary_group"):
+            row["primary_group"] = True
         members.append(row)
-        if dn.strip().casefold() not in permitted and (
-            sam is None or sam.strip().casefold() not in permitted
-        ):
+        upn = member.opt_text("user_principal_name")
+        if not any(allows(entry, dn, sam, upn, domain) for entry in allowed):
             extra.append(row)
     evidence = {"group_name": name, "allowed_members": list(allowed), "members": members}
     if extra:
@@ -306,17 +400,20 @@ def _members_outcome(fleet: Fleet, allowed: tuple[str, ...]) -> Outcome:
     remediation=(
         "Review each extra member. Remove those with no need to administer MFA: "
         "Remove-ADGroupMember -Identity 'PhoneFactor Admins' -Members <name>, and for members "
-        "reached through a nested group remove the nesting. Add the legitimate ones (AD FS "
-        "service accounts, the Web Service SDK account of the User Portal) to the inventory's "
-        "mfa_phonefactor_admins_allowed, by sAMAccountName or distinguished name."
+        "reached through a nested group remove the nesting; a member by primary group needs "
+        "another primary group first (Set-ADUser <name> -Replace @{primaryGroupID=513}). Add "
+        "the legitimate ones (AD FS service accounts, the Web Service SDK account of the User "
+        "Portal) to the inventory's mfa_phonefactor_admins_allowed, as DOMAIN\\name, UPN, "
+        "sAMAccountName or distinguished name."
     ),
     references=(g.REF_MFA_SERVER_ADFS, g.REF_USER_PORTAL),
 )
 def phonefactor_admins_members(fleet: Fleet) -> Iterable[Finding]:
     """On (directory): every transitive member must be in the inventory's allow-list.
 
-    A member matches an allow-list entry by sAMAccountName or DN, case-insensitively (so write
-    ``svc-adfs``, not ``CONTOSO\\svc-adfs``). SKIP when no allow-list is declared; SKIP too when
+    Members include those by primary group. A member matches an allow-list entry written as
+    ``DOMAIN\\name``, UPN, sAMAccountName or DN, as AD compares them (see `allows`). SKIP when no
+    allow-list is declared; SKIP too when
     the group does not exist (phonefactor-admins-exists FAILs for that; reporting it twice would
     double-count one problem). MANUAL when an allow-list is declared but no directory is.
     """

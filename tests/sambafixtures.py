@@ -18,6 +18,9 @@ Objects (sAMAccountName; all users enabled with a password unless said otherwise
 - ``PF Admins (special)``, CN ``PF Admins (*) \\ special, too`` ⊃ ``svc(x)``, CN
   ``svc (x*) \\ special``, UPN ``svc*(x)@lab.example``; and ``svc-adfs``. (A UPN with a
   backslash would read as ``DOMAIN\\name``, as Windows reads a service log-on name.)
+- ``PFA Primary`` ⊃ ``svc-primary`` by primary group only (its primaryGroupID is the group's RID,
+  so the group lists no ``member`` for it), and ``PFA Primary Nest`` ⊃ ``svc-primary-nested``
+  by primary group only; ``PFA Primary`` also holds ``svc-adfs`` (UPN svc-adfs@lab.example).
 
 Kerberos: the DC's machine account gets the ``ldap/`` service principals a Windows DC registers
 (``samba_spnupdate`` would add them, but it runs only with the ``dnsupdate`` service, which this
@@ -49,6 +52,7 @@ import ldap3
 import pytest
 from conftest import require_or_fail
 
+from agent.connectors.ldap import rid_of, sid_text
 from agent.inventory import DirectorySettings, Secret
 from agent.lab.samba import SambaDC, SambaError
 
@@ -61,6 +65,8 @@ SPECIAL_GROUP_CN = "PF Admins (*) \\ special, too"
 SPECIAL_USER = "svc(x)"
 SPECIAL_USER_CN = "svc (x*) \\ special"
 SPECIAL_UPN = "svc*(x)@lab.example"
+PRIMARY_GROUP = "PFA Primary"
+PRIMARY_NEST = "PFA Primary Nest"
 BULK_USERS = 1100
 BULK_DIRECT = 700
 #: Members of Big Admins, nested ones included: the bulk users, Big Admins Sub, svc-big.
@@ -93,7 +99,7 @@ class SambaLab:
             bind_password=Secret.from_env(PASSWORD_ENV),
             ca_file=str(self.dc.ca_file),
             group=GROUP,
-            timeout_seconds=5,
+            timeout_seconds=30,  # bounds a failure only: Samba on a busy machine is slow
         )
         return replace(base, **changes)
 
@@ -119,6 +125,30 @@ def _populate(dc: SambaDC, lab: SambaLab) -> None:
     dns[SPECIAL_GROUP] = dc.add_group(SPECIAL_GROUP, cn=SPECIAL_GROUP_CN)
     dns[SPECIAL_USER] = dc.add_user(SPECIAL_USER, cn=SPECIAL_USER_CN, upn=SPECIAL_UPN)
     dc.add_members(dns[SPECIAL_GROUP], [dns[SPECIAL_USER], dns["svc-adfs"]])
+
+    dns[PRIMARY_GROUP] = dc.add_group(PRIMARY_GROUP)
+    dns[PRIMARY_NEST] = dc.add_group(PRIMARY_NEST)
+    dns["svc-primary"] = dc.add_user("svc-primary")
+    dns["svc-primary-nested"] = dc.add_user("svc-primary-nested")
+    dc.add_members(dns[PRIMARY_GROUP], [dns[PRIMARY_NEST], dns["svc-adfs"]])
+    _set_primary_group(dc, dns["svc-primary"], dns[PRIMARY_GROUP])
+    _set_primary_group(dc, dns["svc-primary-nested"], dns[PRIMARY_NEST])
+
+
+def _set_primary_group(dc: SambaDC, user_dn: str, group_dn: str) -> None:
+    """Make the group the user's primary group, as AD requires: member first, then the RID.
+
+    AD (and Samba) then drop the group's ``member`` value for the user: the membership is only
+    the user's primaryGroupID.
+    """
+    dc.add_members(group_dn, [user_dn])
+    conn = dc.connection()
+    conn.search(group_dn, "(objectClass=*)", ldap3.BASE, attributes=["objectSid"])
+    value = conn.response[0]["attributes"]["objectSid"]
+    rid = rid_of(sid_text(value[0] if isinstance(value, list) else value))
+    conn.modify(user_dn, {"primaryGroupID": [(ldap3.MODIFY_REPLACE, [str(rid)])]})
+    if conn.result.get("result") != 0:
+        raise SambaError(f"setting the primary group of {user_dn} failed: {conn.result}")
 
 
 def _populate_big(dc: SambaDC, lab: SambaLab) -> None:

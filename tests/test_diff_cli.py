@@ -405,3 +405,47 @@ def test_a_narrowed_scan_is_compared_only_with_scans_narrowed_alike(
         again,
     )
     assert json.loads(result.out)["hosts_removed"] == []
+
+
+# -- waivers in the delta -------------------------------------------------------------------
+
+
+def test_a_fail_that_becomes_waived_is_in_the_delta_and_so_is_the_way_back() -> None:
+    old = results(
+        ("fail-to-waived", "h", F), ("waived-to-fail", "h", W), ("waived-to-pass", "h", W)
+    )
+    new = results(
+        ("fail-to-waived", "h", W), ("waived-to-fail", "h", F), ("waived-to-pass", "h", P)
+    )
+    delta = compute_delta(1, datetime.now(UTC), old, ["h"], new, ["h"])
+    assert delta.newly_waived == (DeltaItem("fail-to-waived", "h", F, W),)
+    assert delta.new_failures == (DeltaItem("waived-to-fail", "h", W, F),)
+    assert delta.fixed == (DeltaItem("waived-to-pass", "h", W, P),)
+    assert ("Newly waived", delta.newly_waived) in delta.changes()
+    still = compute_delta(1, datetime.now(UTC), new, ["h"], new, ["h"])
+    assert still.newly_waived == ()
+
+
+def test_diff_shows_findings_that_went_fail_to_waived_and_back(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    waivers = tmp_path / "waivers.yaml"
+    waivers.write_text(
+        "waivers:\n  - check: adfs-adapter-registered\n    hosts: adfs02.lab.example\n"
+        "    justification: Adapter rollout in CHG-7\n    approver: Jane Doe\n"
+        "    expires: 2999-12-31\n"
+    )
+    scan(run_cli, LAB, FACTS)
+    scan(run_cli, LAB, FACTS, "--waivers", str(waivers))
+    waived = json.loads(run_cli("diff", "--format", "json").out)
+    change = ("adfs-adapter-registered", "adfs02.lab.example", "FAIL", "WAIVED")
+    assert items(waived, "newly_waived") == [change]
+    text = run_cli("diff")
+    assert "Newly waived (1)" in text.out
+    assert "adfs02.lab.example  adfs-adapter-registered  FAIL → WAIVED" in text.out
+    scan(run_cli, LAB, FACTS)  # the waiver is gone: the finding fails again
+    back = json.loads(run_cli("diff", "--format", "json").out)
+    assert items(back, "newly_waived") == []
+    assert ("adfs-adapter-registered", "adfs02.lab.example", "WAIVED", "FAIL") in items(
+        back, "new_failures"
+    )

@@ -182,12 +182,13 @@ CASES = [
         Status.FAIL,
         "was not found in the directory",
     ),
-    # The domain part counts: LAB's svc-adfs is not OTHERDOM's; the DNS name is LAB too.
+    # The domain part counts: LAB's svc-adfs is not OTHERDOM's (which this directory cannot
+    # judge: MANUAL, never FAIL); the DNS name is LAB too.
     (
         "OTHERDOM\\svc-adfs",
-        Status.FAIL,
-        Status.FAIL,
-        "the AD FS service account OTHERDOM\\svc-adfs was not found in the directory",
+        Status.MANUAL,
+        Status.MANUAL,
+        "the AD FS service account OTHERDOM\\svc-adfs belongs to another domain (OTHERDOM)",
     ),
     ("lab.example\\svc-adfs", Status.PASS, Status.PASS, "is a member of 'PhoneFactor Admins'"),
     # Implicit UPNs: sAMAccountName@<the domain's DNS name>, with no userPrincipalName stored.
@@ -233,7 +234,7 @@ def test_service_account(
     node = f"node{index}"
     got = (results[MEMBERSHIP, node], results[HEALTHY, node])
     assert (got[0].status, got[1].status) == (membership, health), [r.reason for r in got]
-    deciding = got[1] if health is Status.FAIL else got[0]
+    deciding = got[1] if health in (Status.FAIL, Status.MANUAL) else got[0]
     assert words in deciding.reason
     assert got[0].evidence["service_account"] == account
     assert results[EXISTS, DIRECTORY_TARGET].status is Status.PASS
@@ -255,6 +256,7 @@ def test_account_facts_read_from_the_directory(
         "locked_out": False,
         "password_expired": False,
         "not_found_reason": None,
+        "other_domain": None,
     }
     assert entry["LAB\\gmsa-adfs$"]["dn"] == samba_lab.dns["gmsa-adfs$"]
     assert entry["LAB\\gmsa-adfs$"]["sam_account_name"] == "gmsa-adfs$"

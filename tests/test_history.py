@@ -297,7 +297,7 @@ def test_two_threads_with_their_own_connections_record_at_once(tmp_path: Path) -
     def writer() -> None:
         try:
             with History.open(path) as history:
-                start.wait(timeout=10)
+                start.wait(timeout=60)
                 for _ in range(10):
                     ids.append(history.record(report))
         except BaseException as exc:
@@ -325,7 +325,7 @@ def test_connections_creating_a_new_database_together_do_not_fail(tmp_path: Path
         start = threading.Barrier(8)
 
         def opener(path: Path = path, start: threading.Barrier = start) -> None:
-            start.wait(timeout=10)
+            start.wait(timeout=60)
             try:
                 History.open(path).close()
             except InputError as exc:

@@ -21,6 +21,7 @@ pytest_plugins = ("labfixtures",)
 def test_interrupt_keeps_partial_results(fault_labs: dict[str, LabProcess], tmp_path: Path) -> None:
     lab = fault_labs["hang"]  # one host that never answers, one healthy host
     out = tmp_path / "out"
+    closed_before = _shells_closed(lab)
     scan = subprocess.Popen(
         [
             sys.executable,
@@ -50,8 +51,12 @@ def test_interrupt_keeps_partial_results(fault_labs: dict[str, LabProcess], tmp_
         text=True,
     )
     try:
-        # The healthy host answers within a second or two; the hanging one never does.
-        time.sleep(4)
+        # Interrupt once the healthy host is done (it closed its shell: an event, not a guess at
+        # how long it takes); the hanging one never answers. The deadline only bounds a failure.
+        deadline = time.monotonic() + 120
+        while _shells_closed(lab) == closed_before:
+            assert scan.poll() is None and time.monotonic() < deadline, "healthy host not done"
+            time.sleep(0.05)
         scan.send_signal(signal.SIGINT)
         _, err = scan.communicate(timeout=30)
     finally:
@@ -70,3 +75,8 @@ def test_interrupt_keeps_partial_results(fault_labs: dict[str, LabProcess], tmp_
     assert json.loads((tmp_path / "facts.json").read_text())["hosts"]["healthy.lab.example"][
         "facts"
     ]
+
+
+def _shells_closed(lab: LabProcess) -> int:
+    """How many shells the healthy host has had closed (WS-Management Delete) so far."""
+    return lab.stats(timeout=60)["healthy.lab.example"].get("action:Delete", 0)

@@ -941,6 +941,7 @@ class TestPrometheus:
             "fixed": 1,
             "still_failing": 1,
             "new_errors": 1,
+            "newly_waived": 0,
             "hosts_added": 1,
             "hosts_removed": 1,
         }

@@ -98,7 +98,7 @@ def test_a_wait_ends_when_the_reader_goes() -> None:
         os.close(read)
         started = time.monotonic()
         assert not standin.wait_while_connected(30, stream)
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 15  # not the 30 s: it noticed the reader leave
         assert standin.session_gone(stream)
 
 

@@ -145,8 +145,12 @@ MALFORMED = [
     ("blank approver", base("Jane Doe", "'   '"), 5, f"{E0}.approver", "must not be empty"),
     ("null justification", base(" Upgrade booked", ""), 4, f"{E0}.justification",
      "must be a string, not empty (null)"),
-    ("hosts list", base("adfs01.lab.example", "[a, b]"), 3, f"{E0}.hosts",
-     "must be a string, not a list"),
+    ("hosts empty list", base("adfs01.lab.example", "[]"), 3, f"{E0}.hosts",
+     "the list must not be empty"),
+    ("hosts list item", base("adfs01.lab.example", "[a, 1]"), 3, f"{E0}.hosts[1]",
+     "must be a string, not an integer"),
+    ("hosts mapping", base("adfs01.lab.example", "{a: b}"), 3, f"{E0}.hosts",
+     "must be a host name or glob, or a list of them, not a mapping"),
     ("duplicate", base("    approver: Jane Doe\n", "    approver: Jane Doe\n    approver: X\n"), 6,
      "approver", "duplicate key (first defined on line 5)"),
     *[
@@ -605,3 +609,30 @@ def test_the_json_report_flags_waivers_expiring_soon(run_cli: Run, tmp_path: Pat
         (15, "active", False),
         (3, "unused", True),
     ]
+
+
+def test_hosts_may_be_a_list_of_names_and_globs(tmp_path: Path) -> None:
+    path = tmp_path / "waivers.yaml"
+    path.write_text(
+        "waivers:\n  - check: adfs-os-version\n    hosts:\n      - adfs01.lab.example\n"
+        "      - ADFS9*.lab.example\n    justification: j\n    approver: a\n"
+        "    expires: 2099-12-31\n"
+    )
+    (loaded,) = load_waivers(path, KNOWN)
+    assert loaded.host_patterns() == ("adfs01.lab.example", "ADFS9*.lab.example")
+    assert loaded.hosts == "adfs01.lab.example, ADFS9*.lab.example"
+    assert matches(loaded, "adfs-os-version", "adfs01.lab.example")
+    assert matches(loaded, "adfs-os-version", "adfs92.lab.example")
+    assert not matches(loaded, "adfs-os-version", "adfs02.lab.example")
+    assert not matches(loaded, "adfs-os-version", "adfs01.lab.example, ADFS9*.lab.example")
+    results, states = apply_waivers(
+        [result(target="adfs01.lab.example"), result(target="adfs93.lab.example"),
+         result(target="adfs02.lab.example")],
+        [loaded],
+        date(2026, 1, 1),
+    )
+    assert [r.status for r in results] == [Status.WAIVED, Status.WAIVED, Status.FAIL]
+    assert states[0].waived == (
+        ("adfs-os-version", "adfs01.lab.example"),
+        ("adfs-os-version", "adfs93.lab.example"),
+    )

@@ -65,7 +65,7 @@ def test_a_live_scan_of_the_builtin_lab(
         "authentication refused by mfa02.lab.example: the credentials were rejected (HTTP 401)"
     )
     assert report.error("portal02.lab.example") == (
-        "timed out: portal02.lab.example gave no complete answer within the 4 s host deadline"
+        "timed out: portal02.lab.example gave no complete answer within the 10 s host deadline"
     )
     for result_ in report.document["results"]:
         if result_["target"] in BUILTIN_HOST_ERRORS and "host_error" in result_["evidence"]:
@@ -131,13 +131,14 @@ class TimedScan:
 
 @pytest.fixture(scope="module")
 def timed_scan(builtin_lab: LabProcess, tmp_path_factory: pytest.TempPathFactory) -> TimedScan:
-    """``mfa-agent scan`` of the whole built-in lab (hung host included), host deadline 3 s."""
+    """``mfa-agent scan`` of the whole built-in lab (hung host included), host deadline 10 s
+    (long enough for every healthy host on a busy machine)."""
     out = tmp_path_factory.mktemp("timed-scan")
     started = time.monotonic()
     result = run_agent("scan", "-i", str(builtin_lab.inventory), "--save-facts",
                        str(out / "facts.json"), "-o", str(out / "reports"), "--format", "json",
-                       "--host-timeout", "3", "--operation-timeout", "1", "--connect-timeout", "2",
-                       password=builtin_lab.password, timeout=30)
+                       "--host-timeout", "10", "--operation-timeout", "1", "--connect-timeout", "2",
+                       password=builtin_lab.password, timeout=120)
     seconds = time.monotonic() - started
     assert result.returncode == 1, result.stderr
     report = Report.parse((out / "reports" / FILENAMES["json"]).read_text())
@@ -145,9 +146,10 @@ def timed_scan(builtin_lab: LabProcess, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_a_hung_host_costs_the_host_deadline_not_more(timed_scan: TimedScan) -> None:
-    assert timed_scan.seconds < 10, f"the scan took {timed_scan.seconds:.1f} s"
+    # The deadline plus a margin for a busy machine: without the deadline it never ends.
+    assert timed_scan.seconds < 40, f"the scan took {timed_scan.seconds:.1f} s"
     assert timed_scan.report.error("portal02.lab.example") == (
-        "timed out: portal02.lab.example gave no complete answer within the 3 s host deadline"
+        "timed out: portal02.lab.example gave no complete answer within the 10 s host deadline"
     )
     assert_builtin_results(timed_scan.report)
 
@@ -173,8 +175,8 @@ def test_the_pool_keeps_its_size_when_hosts_hang(tmp_path: Path) -> None:
     with running_lab(tmp_path / "lab", "--profiles", str(tmp_path / "profiles")) as lab:
         started = time.monotonic()
         result = run_agent("scan", "-i", str(lab.inventory), "--workers", "2", "--format", "json",
-                           "--host-timeout", "2", "--operation-timeout", "1",
-                           "--connect-timeout", "2", password=lab.password, timeout=30)
+                           "--host-timeout", "8", "--operation-timeout", "1",
+                           "--connect-timeout", "2", password=lab.password, timeout=180)
         seconds = time.monotonic() - started
     assert result.returncode == 2, result.stderr
     report = Report.parse(result.stdout)
@@ -182,14 +184,14 @@ def test_the_pool_keeps_its_size_when_hosts_hang(tmp_path: Path) -> None:
     for name in names:
         if name.startswith("hang"):
             assert report.error(name) == (
-                f"timed out: {name} gave no complete answer within the 2 s host deadline"
+                f"timed out: {name} gave no complete answer within the 8 s host deadline"
             )
         else:
             assert report.error(name) is None, (name, report.error(name))
             assert report.statuses(name)["adfs-os-version"] == "PASS"
-    # Two workers, three hung hosts first: the two hung hosts expire at 2 s, their replacements
-    # take the third (until 4 s) and the healthy hosts. Without replacements it never ends.
-    assert seconds < 15, f"the scan took {seconds:.1f} s"
+    # Two workers, three hung hosts first: the two hung hosts expire at 8 s, their replacements
+    # take the third (until 16 s) and the healthy hosts. Without replacements it never ends.
+    assert seconds < 90, f"the scan took {seconds:.1f} s"
 
 
 # -- secrets -------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ turning those into fact entries, or into one script's failure, happens here once
 
 from __future__ import annotations
 
-import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from agent import strictjson
 from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
 from agent.factscripts import FactScript
 
@@ -70,12 +70,14 @@ def clixml_text(stderr: str) -> str:
 def parse_script_output(script: FactScript, stdout: bytes, *, where: str) -> dict[str, Any]:
     """The fact entries a script printed, each checked; facts it left out become errors."""
     try:
-        document = json.loads(stdout.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        document = strictjson.loads(stdout.decode("utf-8-sig"))
+    except (UnicodeDecodeError, strictjson.StrictJsonError) as exc:
+        # Strict: NaN/Infinity, a huge integer or deep nesting is unreadable output too.
+        why = exc.message if isinstance(exc, strictjson.StrictJsonError) else "not UTF-8"
         raise ConnectorError(
             ErrorKind.UNREADABLE_OUTPUT,
             f"unreadable output from {where}: the {script.name} script did not print JSON "
-            f"({len(stdout)} bytes)",
+            f"({why}; {len(stdout)} bytes)",
         ) from None
     if not isinstance(document, dict):
         raise ConnectorError(

@@ -11,6 +11,8 @@ GSSAPI with the caller's Kerberos credential cache for the service principal
 
 Every value placed in a filter is escaped; member lists are read with paged searches (AD returns
 at most 1,000 entries a page) and membership is transitive through LDAP_MATCHING_RULE_IN_CHAIN.
+Primary-group membership (a user's ``primaryGroupID`` is the group's RID, and AD lists no
+``member`` value for it) counts too, for the group and every group nested in it.
 A service account is looked up in this directory's domain only: ``DOMAIN\\name`` of another
 domain is not found (with the reason in its facts), and ``name@<the domain's DNS name>`` is found
 by sAMAccountName when no account has that userPrincipalName (AD's implicit UPN).
@@ -107,11 +109,13 @@ class DomainNames:
 class AccountLookup:
     """How a service log-on name is looked up: filters tried in turn, the first match wins.
 
-    No filters means the name is not looked up at all; `reason` then says why, for the facts.
+    No filters means the name is not looked up at all; `reason` then says why, for the facts,
+    and `other_domain` names the domain when the account belongs to another one.
     """
 
     filters: tuple[str, ...]
     reason: str | None = None
+    other_domain: str | None = None
 
 
 def domain_of(base_dn: str) -> tuple[str | None, str | None]:
@@ -156,6 +160,7 @@ def account_lookup(account: str, names: DomainNames | None = None) -> AccountLoo
                 (),
                 f"the account belongs to another domain, {domain}: this directory is the domain "
                 f"{names.describe()}",
+                other_domain=domain,
             )
         return AccountLookup((_sam_filter(name),))
     if "@" in raw:
@@ -532,6 +537,14 @@ def sid_text(value: Any) -> str | None:
     return "-".join(["S", str(value[0]), str(authority), *map(str, subs)])
 
 
+def rid_of(sid: str | None) -> int | None:
+    """The relative identifier of a ``S-1-5-21-…-RID`` SID: its last sub-authority."""
+    if sid is None:
+        return None
+    last = sid.rsplit("-", 1)[-1]
+    return int(last) if last.isdigit() and sid.count("-") >= 3 else None
+
+
 def _int(value: Any) -> int | None:
     value = _first(value)
     if value is None or value == []:
@@ -576,26 +589,16 @@ def _read(
     groups = list(paged_search(conn, base, group_filter, ["objectSid"], page_size))
     group: dict[str, Any] | None = None
     members: list[dict[str, Any]] = []
-    member_dns: set[str] = set()
     if groups:
         dn = groups[0]["dn"]
         group = {"dn": dn, "sid": sid_text(_first(groups[0]["attributes"].get("objectSid")))}
-        chain = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)})"
-        attributes = ["sAMAccountName", "objectClass"]
-        for entry in paged_search(conn, domain_root, chain, attributes, page_size):
-            classes = entry["attributes"].get("objectClass") or []
-            members.append(
-                {
-                    "dn": entry["dn"],
-                    "sam_account_name": _text(entry["attributes"].get("sAMAccountName")),
-                    "object_class": classes[-1] if isinstance(classes, list) and classes else None,
-                }
-            )
-            member_dns.add(entry["dn"].lower())
-    names = read_domain_names(conn, base) if accounts else DomainNames(None)
+        members = _members(conn, domain_root, dn, group["sid"], page_size)
+    member_dns = {member["dn"].lower() for member in members}
+    names = read_domain_names(conn, base)
     return {
         "group": group,
         "members": members,
+        "domain": {"dns": names.dns, "netbios": names.netbios},
         "accounts": {
             a: _account(
                 conn, domain_root, a, None if group is None else member_dns, page_size, names
@@ -603,6 +606,41 @@ def _read(
             for a in accounts
         },
     }
+
+
+_MEMBER_ATTRIBUTES = ("sAMAccountName", "objectClass", "userPrincipalName", "objectSid")
+
+
+def _member(entry: dict[str, Any], primary: bool) -> dict[str, Any]:
+    attributes = entry["attributes"]
+    classes = attributes.get("objectClass") or []
+    return {
+        "dn": entry["dn"],
+        "sam_account_name": _text(attributes.get("sAMAccountName")),
+        "object_class": classes[-1] if isinstance(classes, list) and classes else None,
+        "user_principal_name": _text(attributes.get("userPrincipalName")),
+        "primary_group": primary,
+    }
+
+
+def _members(
+    conn: ldap3.Connection, domain_root: str, group_dn: str, group_sid: str | None, page_size: int
+) -> list[dict[str, Any]]:
+    """Every transitive member of the group: through ``member`` (nested groups resolved) and
+    through ``primaryGroupID`` of the group or of any group nested in it."""
+    chain = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(group_dn)})"
+    members: dict[str, dict[str, Any]] = {}
+    rids = {rid_of(group_sid)}
+    for entry in paged_search(conn, domain_root, chain, _MEMBER_ATTRIBUTES, page_size):
+        members[entry["dn"].lower()] = _member(entry, primary=False)
+        classes = entry["attributes"].get("objectClass") or []
+        if "group" in classes:
+            rids.add(rid_of(sid_text(_first(entry["attributes"].get("objectSid")))))
+    for rid in sorted(r for r in rids if r is not None):
+        primary = f"(primaryGroupID={rid})"
+        for entry in paged_search(conn, domain_root, primary, _MEMBER_ATTRIBUTES, page_size):
+            members.setdefault(entry["dn"].lower(), _member(entry, primary=True))
+    return list(members.values())
 
 
 def _search_one(
@@ -646,7 +684,7 @@ def _account(
     names: DomainNames,
 ) -> dict[str, Any]:
     lookup = account_lookup(account, names)
-    missing = {
+    missing: dict[str, Any] = {
         "found": False,
         "dn": None,
         "sam_account_name": None,
@@ -655,6 +693,7 @@ def _account(
         "locked_out": None,
         "password_expired": None,
         "not_found_reason": lookup.reason,
+        "other_domain": lookup.other_domain,
     }
     attributes = ["sAMAccountName", "userAccountControl"]
     found: list[dict[str, Any]] = []
@@ -694,4 +733,5 @@ def _account(
         "locked_out": locked,
         "password_expired": expired,
         "not_found_reason": None,
+        "other_domain": None,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, get_args
@@ -90,6 +91,19 @@ def text(ctx: Ctx, value: Any) -> str:
     if not value.strip():
         ctx.fail("must not be empty")
     return value
+
+
+def directory_name(ctx: Ctx, value: Any) -> str:
+    """A group or account name, or a DN, for the directory: text without control characters.
+
+    NUL and the other control characters (C0, DEL, C1) cannot be in an AD name; in an LDAP filter
+    or a report they would only truncate or disguise what is compared.
+    """
+    name = text(ctx, value)
+    bad = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        ctx.fail(f"must not contain control characters (found U+{ord(bad):04X})")
+    return name
 
 
 def any_text(ctx: Ctx, value: Any) -> str:
@@ -309,13 +323,13 @@ def ldap_url(ctx: Ctx, value: Any) -> str:
 _DIRECTORY_FIELDS: Final[Mapping[str, Validator]] = {
     "url": ldap_url,
     "urls": list_of(ldap_url),
-    "base_dn": text,
-    "bind_dn": text,
+    "base_dn": directory_name,
+    "bind_dn": directory_name,
     "bind_password": secret,
     "ca_file": text,
     "server_name": hostname,
     "auth": choice(*get_args(DirectoryAuth)),
-    "group": text,
+    "group": directory_name,
     "starttls": boolean,
     "allow_plain": boolean,
     "validate_certs": boolean,
@@ -457,7 +471,7 @@ MFA_VARIABLES: Final[Mapping[str, Validator]] = {
     "mfa_directory": directory,
     "mfa_networks": networks,
     "mfa_deployment": deployment,
-    "mfa_phonefactor_admins_allowed": list_of(text),
+    "mfa_phonefactor_admins_allowed": list_of(directory_name),
     "mfa_clock_skew_max_seconds": integer(1),
     "mfa_allow_insecure_transport": boolean,
     "mfa_ssh_key_passphrase": secret,

@@ -139,6 +139,7 @@ def delta_summary(delta: Delta) -> str:
         f"{len(delta.fixed)} fixed",
         f"{len(delta.still_failing)} still failing",
         plural(len(delta.new_errors), "new error"),
+        f"{len(delta.newly_waived)} newly waived",
         plural(len(delta.hosts_added), "host") + " added",
         plural(len(delta.hosts_removed), "host") + " removed",
     ]

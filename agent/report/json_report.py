@@ -107,6 +107,7 @@ def delta_document(delta: Delta | None) -> dict[str, Any] | None:
         "fixed": _delta_items(delta.fixed),
         "still_failing": _delta_items(delta.still_failing),
         "new_errors": _delta_items(delta.new_errors),
+        "newly_waived": _delta_items(delta.newly_waived),
         "hosts_added": list(delta.hosts_added),
         "hosts_removed": list(delta.hosts_removed),
     }

@@ -18,9 +18,9 @@ Layout::
 
 Waivers expiring within 14 days (``waiver_expiring_soon``), expired ones (``waiver_expired``) and
 the summary of the change since the previous scan (``scan_id``, ``previous_scan_id``,
-``new_failures``, ``fixed``, ``still_failing``, ``new_errors``, ``hosts_added``,
-``hosts_removed``) are suite properties of every suite, like the warnings: CI systems show
-properties per suite.
+``new_failures``, ``fixed``, ``still_failing``, ``new_errors``, ``newly_waived``,
+``hosts_added``, ``hosts_removed``) are suite properties of every suite, like the warnings: CI
+systems show properties per suite.
 
 One suite per target, in `ScanReport.targets()` order. A host that could not be scanned and has
 no result gets a suite with one ``<error>`` test case, so the XML never looks cleaner than the
@@ -126,6 +126,7 @@ def _delta_kinds(delta: Delta) -> list[tuple[str, tuple[DeltaItem, ...]]]:
         ("FIXED", delta.fixed),
         ("STILL FAILING", delta.still_failing),
         ("NEW ERROR", delta.new_errors),
+        ("NEWLY WAIVED", delta.newly_waived),
     ]
 
 
@@ -199,6 +200,7 @@ def _properties(report: ScanReport, host: HostSummary | None) -> ET.Element:
             ("fixed", str(len(delta.fixed))),
             ("still_failing", str(len(delta.still_failing))),
             ("new_errors", str(len(delta.new_errors))),
+            ("newly_waived", str(len(delta.newly_waived))),
             ("hosts_added", ",".join(delta.hosts_added)),
             ("hosts_removed", ",".join(delta.hosts_removed)),
         ]

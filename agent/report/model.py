@@ -98,6 +98,8 @@ class Delta:
     fixed: tuple[DeltaItem, ...] = ()
     still_failing: tuple[DeltaItem, ...] = ()
     new_errors: tuple[DeltaItem, ...] = ()
+    #: FAIL before, WAIVED now: an accepted risk, not a fix, so it is shown on its own.
+    newly_waived: tuple[DeltaItem, ...] = ()
     hosts_added: tuple[str, ...] = ()
     hosts_removed: tuple[str, ...] = ()
 
@@ -106,6 +108,7 @@ class Delta:
         return (
             ("New failure", self.new_failures),
             ("New error", self.new_errors),
+            ("Newly waived", self.newly_waived),
             ("Fixed", self.fixed),
             ("Still failing", self.still_failing),
         )

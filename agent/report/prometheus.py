@@ -44,7 +44,7 @@ gauge:
     check and hosts).
 ``mfa_agent_changes_since_last_scan{change}``
     Only when the history knows a previous scan: new_failures, fixed, still_failing,
-    new_errors, hosts_added, hosts_removed.
+    new_errors, newly_waived, hosts_added, hosts_removed.
 ``mfa_agent_scan_id``
     The history id of this scan, when recorded.
 ``mfa_agent_scan_info{agent_version, mode, inventory, inventory_digest}``
@@ -211,6 +211,7 @@ class _ReportCollector(Collector):
                 ("fixed", len(delta.fixed)),
                 ("still_failing", len(delta.still_failing)),
                 ("new_errors", len(delta.new_errors)),
+                ("newly_waived", len(delta.newly_waived)),
                 ("hosts_added", len(delta.hosts_added)),
                 ("hosts_removed", len(delta.hosts_removed)),
             ):

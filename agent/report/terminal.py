@@ -620,6 +620,7 @@ def _delta(report: ScanReport) -> list[RenderableType]:
     for label, style, values in (
         ("New failures", STATUS_STYLES[Status.FAIL], delta.new_failures),
         ("New errors", STATUS_STYLES[Status.ERROR], delta.new_errors),
+        ("Newly waived", STATUS_STYLES[Status.WAIVED], delta.newly_waived),
         ("Fixed", STATUS_STYLES[Status.PASS], delta.fixed),
         ("Still failing", "red", delta.still_failing),
     ):

@@ -1,0 +1,88 @@
+"""Strict JSON: what every JSON parser accepts, and nothing that exhausts the agent.
+
+Python's `json` module accepts ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON at all), turns
+``1e400`` into an infinite float, raises a bare `ValueError` for an integer of more than 4,300
+digits, and recurses once per nesting level. `loads` refuses all of these with a `StrictJsonError`
+whose message says what was wrong (never the document's content); `MAX_DEPTH` bounds nesting for
+everything that walks the value afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final
+
+#: Deepest nesting accepted (objects and arrays), as for YAML inputs.
+MAX_DEPTH: Final = 64
+#: Most digits of an integer: far beyond any fact (a 64-bit value has 20), far below a DoS.
+MAX_INT_DIGITS: Final = 100
+
+
+class StrictJsonError(ValueError):
+    """A document that is not strict, bounded JSON. `line` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.message = message
+        self.line = line
+        super().__init__(message)
+
+
+def _constant(name: str) -> Any:
+    raise StrictJsonError(f"{name} is not a JSON number")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise StrictJsonError(f"an integer of more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise StrictJsonError("a number too large to represent")
+    return value
+
+
+def loads(text: str) -> Any:
+    """The value of a strict JSON document, nested at most `MAX_DEPTH` deep."""
+    try:
+        value = json.loads(text, parse_constant=_constant, parse_int=_int, parse_float=_float)
+    except StrictJsonError:
+        raise
+    except json.JSONDecodeError as exc:
+        message = f"not valid JSON: {exc.msg} (column {exc.colno})"
+        raise StrictJsonError(message, exc.lineno) from None
+    except RecursionError:
+        raise StrictJsonError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # anything else the decoder refuses
+        raise StrictJsonError("not valid JSON") from None
+    if depth(value) > MAX_DEPTH:
+        raise StrictJsonError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level) for child in children)
+    return deepest
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """`json.dumps` that refuses NaN and infinities (`ValueError`) instead of writing them."""
+    return json.dumps(value, allow_nan=False, **kwargs)
