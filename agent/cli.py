@@ -466,10 +466,18 @@ def lab_group() -> None:
 )
 @click.option("--scheme", type=click.Choice(["http", "https"]), default="http", show_default=True)
 @click.option(
+    "--latency",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Add this many seconds to every answer (a WAN or busy host; costs no CPU).",
+)
+@click.option(
     "--directory", is_flag=True, help="Also run the lab's directory (Samba AD DC; Samba and root)."
 )
 def lab_serve(
-    profiles: str | None, state_dir: str, port: int, scheme: str, directory: bool
+    profiles: str | None, state_dir: str, port: int, scheme: str, latency: float, directory: bool
 ) -> None:
     """Serve a lab until stopped, and write an inventory for it.
 
@@ -480,7 +488,8 @@ def lab_serve(
     """
     from agent.lab.server import main as serve
 
-    argv = ["--state-dir", state_dir, "--port", str(port), "--scheme", scheme]
+    argv = ["--state-dir", state_dir, "--port", str(port), "--scheme", scheme,
+            "--latency", repr(latency)]
     if profiles:
         argv += ["--profiles", profiles]
     if directory:
