@@ -168,7 +168,17 @@ def _load_inventory(path: str) -> Inventory:
     type=click.IntRange(1, 256),
     default=8,
     show_default=True,
-    help="Hosts read at the same time.",
+    help="Threads for hosts read one per thread: SSH, and WinRM over Kerberos, CredSSP or "
+    "certificates. WinRM hosts over NTLM or Basic are read concurrently on their own, as many "
+    "at once as file descriptors allow.",
+)
+@click.option(
+    "--winrm-client",
+    type=click.Choice(["fast", "pywinrm"]),
+    default="fast",
+    show_default=True,
+    help="fast: NTLM/Basic WinRM hosts on the asyncio client (5 requests a host); pywinrm: "
+    "every WinRM host through pywinrm, one thread each (the previous engine).",
 )
 @click.option(
     "--host-timeout",
@@ -220,6 +230,7 @@ def scan(
     formats: tuple[str, ...],
     output_dir: str | None,
     workers: int,
+    winrm_client: str,
     host_timeout: float,
     connect_timeout: float,
     operation_timeout: int,
@@ -266,6 +277,7 @@ def scan(
                 workers=workers,
                 timeouts=(connect_timeout, operation_timeout, host_timeout),
                 progress=not quiet,
+                fast_winrm=winrm_client == "fast",
             )
         run = dataclasses.replace(run, report=finalize(run.report, waivers, history))
     _deliver(run, output)
@@ -317,6 +329,7 @@ def _live_scan(
     workers: int,
     timeouts: tuple[float, int, float],
     progress: bool = True,
+    fast_winrm: bool = True,
 ) -> ScanRun:
     from agent.connectors.common import Timeouts
     from agent.gather import GatherOptions
@@ -325,7 +338,8 @@ def _live_scan(
 
     connect, operation, host = timeouts
     gather_options = GatherOptions(
-        workers=workers, timeouts=Timeouts(connect=connect, operation=operation, host=host)
+        workers=workers, timeouts=Timeouts(connect=connect, operation=operation, host=host),
+        fast_winrm=fast_winrm,
     )
     with ScanProgress(enabled=None if progress else False) as shown:
         return live(

@@ -46,6 +46,10 @@ class ErrorKind(StrEnum):
     MISSING_EXTRA = "missing-extra"
     CONFIGURATION = "configuration"
     INTERRUPTED = "interrupted"
+    REDIRECT_REFUSED = "redirect-refused"
+    UNENCRYPTED_REPLY = "unencrypted-reply"
+    REPLY_TOO_LARGE = "reply-too-large"
+    MALFORMED_REPLY = "malformed-reply"
 
 
 class ConnectorError(Exception):

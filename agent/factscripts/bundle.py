@@ -108,7 +108,7 @@ def split_results(
     for line in stdout.split(b"\n"):
         if not line.startswith(RECORD):
             continue
-        fields = line[len(RECORD):].strip().split(b" ")
+        fields = line[len(RECORD):].rstrip(b"\r").split(b" ")
         if len(fields) != 4:
             continue
         name = fields[0].decode("ascii", "replace")
