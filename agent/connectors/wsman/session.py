@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import ssl
 import struct
@@ -47,7 +48,7 @@ from winrm.exceptions import (
 
 from agent.connectors.common import MAX_OUTPUT_BYTES, SCRIPT_FAILURES, Timeouts, script_entries
 from agent.connectors.common import too_much_output as script_too_much_output
-from agent.connectors.errors import ConnectorError, ErrorKind, classify, deadline_passed
+from agent.connectors.errors import ConnectorError, ErrorKind, classify
 from agent.connectors.winrm import _check_policy, _url_host
 from agent.connectors.wsman import soap
 from agent.connectors.wsman.http import (
@@ -357,7 +358,7 @@ async def gather_facts(host: Host, timeouts: Timeouts) -> dict[str, Any]:
 
 
 async def _gather(session: Session, scripts: Sequence[FactScript]) -> dict[str, Any]:
-    to, timeout, where = session.endpoint, session.timeouts.operation, session.where
+    to, timeout = session.endpoint, session.timeouts.operation
     if session.transport == "basic":
         session.use_basic()
     mid = soap.message_id()
@@ -370,11 +371,9 @@ async def _gather(session: Session, scripts: Sequence[FactScript]) -> dict[str, 
     for group in bundle.plan(scripts):
         facts.update(await _run_bundle(session, shell, group))
     mid = soap.message_id()
-    try:
+    # The shell dies with the connection anyway; a failed Delete changes no fact.
+    with contextlib.suppress(ConnectorError):
         await session.exchange(soap.delete(to, mid, timeout, shell), mid)
-    except ConnectorError:
-        pass  # the shell dies with the connection anyway; a failed Delete changes no fact
-    del where
     return facts
 
 
@@ -422,4 +421,4 @@ async def _run_bundle(
     return facts
 
 
-__all__ = ["Session", "covers", "deadline_passed", "gather_facts"]
+__all__ = ["Session", "covers", "gather_facts"]
