@@ -128,7 +128,7 @@ def failures(engine: str, text: str) -> int:
         return -1
 
 
-# -- the naive script ------------------------------------------------------------------------------
+# -- the naive script ------------------------------------------------------------------------
 
 
 def naive_scan(inventory: Path, threads: int) -> int:
@@ -155,7 +155,7 @@ def naive_scan(inventory: Path, threads: int) -> int:
         return sum(1 for ok in pool.map(one, hosts) if not ok)
 
 
-# -- Ansible -----------------------------------------------------------------------------------------
+# -- Ansible ---------------------------------------------------------------------------------
 
 
 def ansible_playbook(directory: Path) -> Path:
