@@ -5,8 +5,9 @@ are read concurrently on one event loop, as many at a time as file descriptors a
 (`concurrency`: the soft ``RLIMIT_NOFILE``, raised to the hard limit, less a reserve; each host
 holds one socket), each within its own host deadline (``asyncio.timeout``). With more than
 `PROCESS_THRESHOLD` hosts and more than one core, the hosts are dealt round-robin to one forked
-process per core (``os.cpu_count()``); each runs its own event loop and sends back plain
-`HostFacts` over a pipe. SIGINT is ignored in those children: the parent stops them by PID.
+process per core (``os.cpu_count()``); each runs its own event loop and sends back plain data
+(name, facts, error) over a pipe. SIGINT is ignored in those children: the parent stops them by
+PID.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import resource
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, Final
 
@@ -84,10 +85,24 @@ async def read_hosts(hosts: Sequence[Host], timeouts: Timeouts,
     await asyncio.gather(*(one(h) for h in hosts))
 
 
+def _plain(value: Any) -> Any:
+    """Facts as plain picklable data (HostFacts holds read-only mapping proxies)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _child(hosts: Sequence[Host], timeouts: Timeouts, pipe: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def send(facts: HostFacts) -> None:
+        error = (facts.error.kind, facts.error.message) if facts.error else None
+        pipe.send((facts.name, _plain(facts.facts), error))
+
     try:
-        asyncio.run(read_hosts(hosts, timeouts, pipe.send))
+        asyncio.run(read_hosts(hosts, timeouts, send))
     finally:
         pipe.close()
 
@@ -98,6 +113,7 @@ class FleetRun:
     def __init__(self, hosts: Sequence[Host], timeouts: Timeouts,
                  done: Callable[[HostFacts], None], *, processes: int | None = None) -> None:
         self.hosts = list(hosts)
+        self._by_name = {h.name: h for h in self.hosts}
         self.timeouts = timeouts
         self.done = done
         cores = os.cpu_count() or 1
@@ -152,13 +168,14 @@ class FleetRun:
             for ready in wait(pipes, timeout=0.2):
                 assert isinstance(ready, Connection)
                 try:
-                    facts = ready.recv()
+                    name, facts, error = ready.recv()
                 except (EOFError, OSError):
                     pipes.remove(ready)
                     self._orphans(self._shares[id(ready)], reported)
                     continue
-                reported.add(facts.name)
-                self._deliver(facts)
+                reported.add(name)
+                self._deliver(host_facts(self._by_name[name], facts=facts,
+                                         error=HostError(*error) if error else None))
         for child in self._children:
             child.join(timeout=1)
 
