@@ -158,16 +158,26 @@ def naive_scan(inventory: Path, threads: int) -> int:
 # -- Ansible ---------------------------------------------------------------------------------
 
 
+#: The prefix Ansible's powershell shell plugin itself encodes scripts with: a ``raw`` command
+#: starting with it is sent as is. Any other line (the agent's own ``powershell -NoProfile
+#: -NonInteractive -EncodedCommand …``) is wrapped in a second -EncodedCommand, which makes the
+#: base script's line 17,000 characters long: cmd.exe (and the lab) refuse it.
+ANSIBLE_PREFIX = "PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand "
+
+
 def ansible_playbook(directory: Path) -> Path:
-    """A playbook sending each fact script's command line with ``raw`` to the hosts needing it."""
-    tasks = []
+    """A playbook sending each fact script with ``raw`` to the hosts needing it (one play each)."""
+    import base64
+
     from agent.factscripts import SCRIPTS
     from agent.roles import ANY_ROLE
 
+    tasks = []
     for script in SCRIPTS:
         groups = "all" if ANY_ROLE in script.roles else ":".join(script.roles)
+        line = ANSIBLE_PREFIX + base64.b64encode(script.text().encode("utf-16-le")).decode()
         tasks.append({"name": script.name, "hosts": groups, "gather_facts": False,
-                      "tasks": [{"raw": script.command_line()}]})
+                      "tasks": [{"raw": line}]})
     path = directory / "playbook.yaml"
     path.write_text(yaml.safe_dump(tasks, sort_keys=False, width=100000))
     return path
