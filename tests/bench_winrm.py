@@ -162,7 +162,9 @@ def naive_scan(inventory: Path, threads: int) -> int:
 #: starting with it is sent as is. Any other line (the agent's own ``powershell -NoProfile
 #: -NonInteractive -EncodedCommand …``) is wrapped in a second -EncodedCommand, which makes the
 #: base script's line 17,000 characters long: cmd.exe (and the lab) refuse it.
-ANSIBLE_PREFIX = "PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand "
+ANSIBLE_PREFIX = (
+    "PowerShell -NoProfile -NonInteractive -ExecutionPolicy Unrestricted -EncodedCommand "
+)
 
 
 def ansible_playbook(directory: Path) -> Path:

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from agent.connectors.common import script_entries
-from agent.factscripts import MAX_COMMAND_LINE, SCRIPTS, by_name, bundle
+from agent.connectors.errors import ConnectorError
+from agent.factscripts import MAX_COMMAND_LINE, SCRIPTS, bundle, by_name
 from agent.lab import load_lab
 from agent.lab.profiles import Faults, HostProfile
 from agent.lab.simulate import run_command_line
@@ -60,7 +61,7 @@ def test_a_blocked_bootstrap_fails_every_script_alike() -> None:
     messages = set()
     for script in scripts:
         outcome = outcomes[script.name]
-        with pytest.raises(Exception) as failed:
+        with pytest.raises(ConnectorError) as failed:
             script_entries(script, "clm", outcome.stdout, outcome.stderr, outcome.exit_code,
                            None)  # type: ignore[arg-type]
         messages.add(str(failed.value).replace(script.name, "X"))
