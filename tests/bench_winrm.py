@@ -185,6 +185,16 @@ def ansible_playbook(directory: Path) -> Path:
     return path
 
 
+def machine_speed() -> float:
+    """CPU nanoseconds of one iteration of a fixed Python loop: how fast this machine is *now*
+    (other jobs on shared cores slow every figure down; an idle modern core takes ~30-40 ns)."""
+    started = time.process_time()
+    total = 0
+    for i in range(2_000_000):
+        total += isinstance(i, int)
+    return (time.process_time() - started) / 2_000_000 * 1e9
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -201,8 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"failed": failed}))
         return 0
     engines = args.engines.split(",")
-    print(f"machine: {os.cpu_count()} CPUs; lab on the same machine; NTLM + message "
-          "encryption over http")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"reference loop {machine_speed():.0f} ns/iteration; lab on the same machine; NTLM + "
+          "message encryption over http")
     print(f"{'hosts':>6} {'lat s':>5} {'engine':<10} {'setting':<12} {'wall s':>7} "
           f"{'hosts/s':>8} {'req/host':>8} {'CPU ms/host':>11} {'peak MB':>8} "
           f"{'lab ms/req':>10} {'failed':>6}", flush=True)
