@@ -1,9 +1,9 @@
 """Many hosts at once on the fast path: asyncio in one process, or one process per core.
 
 `FleetRun` reads a list of hosts and hands each `HostFacts` to a callback as it is done. Hosts
-are read concurrently on one event loop, as many at a time as file descriptors allow
-(`concurrency`: the soft ``RLIMIT_NOFILE``, raised to the hard limit, less a reserve; each host
-holds one socket), each within its own host deadline (``asyncio.timeout``). With more than
+are read concurrently on one event loop, as many at a time as file descriptors and memory allow
+(`concurrency`: the soft ``RLIMIT_NOFILE``, raised to the hard limit, less a reserve, and at most
+`MAX_IN_FLIGHT`), each within its own host deadline (``asyncio.timeout``). With more than
 `PROCESS_THRESHOLD` hosts and more than one core, the hosts are dealt round-robin to one forked
 process per core (``os.cpu_count()``); each runs its own event loop and sends back plain data
 (name, facts, error) over a pipe. SIGINT is ignored in those children: the parent stops them by
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 PROCESS_THRESHOLD: Final = 300
 #: File descriptors kept free for everything else (logs, reports, the thread pool's hosts).
 _FD_RESERVE: Final = 256
+#: Most hosts one process has in flight: a host in flight holds a connection, its buffers and
+#: an NTLM context (some tens of KB), so this bounds memory (~100 MB) where file descriptors
+#: would allow more.
+MAX_IN_FLIGHT: Final = 2048
 
 
 def host_facts(host: Host, facts: dict[str, Any] | None = None,
@@ -46,13 +50,13 @@ def host_facts(host: Host, facts: dict[str, Any] | None = None,
 
 
 def concurrency() -> int:
-    """How many hosts one process may have in flight (one socket each)."""
+    """How many hosts one process may have in flight (one socket each, `MAX_IN_FLIGHT` at most)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
-    return max(16, soft - _FD_RESERVE)
+    return max(16, min(MAX_IN_FLIGHT, soft - _FD_RESERVE))
 
 
 async def read_host(host: Host, timeouts: Timeouts) -> HostFacts:
