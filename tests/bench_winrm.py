@@ -4,6 +4,7 @@ Not a test (pytest does not collect it)::
 
     .venv/bin/python tests/bench_winrm.py [--hosts 100,1000] [--latency 0,0.3]
         [--engines agent,naive,ansible] [--naive-threads 64,256] [--ansible-forks 50,256]
+        [--scheme http|https]
 
 For each host count it writes that many healthy host profiles (copies of the built-in adfs01,
 portal01 and sync01, on 127.10.x.y: any 127/8 address works) and starts ONE lab process with
@@ -141,8 +142,11 @@ def naive_scan(inventory: Path, threads: int) -> int:
     password = os.environ[PASSWORD_ENV]
 
     def one(host: Any) -> bool:
-        session = winrm.Session(f"http://{host.address}:{host.connection.port}/wsman",
-                                auth=(host.connection.user, password), transport="ntlm")
+        c = host.connection
+        session = winrm.Session(f"{c.winrm_scheme}://{host.address}:{c.port}/wsman",
+                                auth=(c.user, password), transport="ntlm",
+                                server_cert_validation="validate",
+                                ca_trust_path=c.winrm_ca_trust_path or "legacy_requests")
         try:
             for script in scripts_for(host.roles):
                 result = session.run_ps(script.text())
@@ -201,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hosts", default="100,1000")
     parser.add_argument("--latency", default="0,0.3")
     parser.add_argument("--engines", default="agent,naive")
+    parser.add_argument("--scheme", choices=("http", "https"), default="http",
+                        help="https: TLS with the lab's CA (NTLM without message encryption)")
     parser.add_argument("--naive-threads", default="64,256")
     parser.add_argument("--ansible-forks", default="50,256")
     parser.add_argument("--naive-run", nargs=2, metavar=("INVENTORY", "THREADS"),
@@ -212,8 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     engines = args.engines.split(",")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"reference loop {machine_speed():.0f} ns/iteration; lab on the same machine; NTLM + "
-          "message encryption over http")
+          f"reference loop {machine_speed():.0f} ns/iteration; lab on the same machine; NTLM"
+          + (" + message encryption over http" if args.scheme == "http" else " over https"))
     print(f"{'hosts':>6} {'lat s':>5} {'engine':<10} {'setting':<12} {'wall s':>7} "
           f"{'hosts/s':>8} {'req/host':>8} {'CPU ms/host':>11} {'peak MB':>8} "
           f"{'lab ms/req':>10} {'failed':>6}", flush=True)
@@ -223,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_profiles(root / "profiles", count)
             for latency in (float(x) for x in args.latency.split(",")):
                 with running_lab(root / f"lab-{latency}", "--profiles", str(root / "profiles"),
-                                 "--latency", str(latency)) as lab:
+                                 "--latency", str(latency), "--scheme", args.scheme) as lab:
                     env = clean_environment(lab.password)
                     runs = _runs(lab, engines, args, env, root)
                     for run in runs:
