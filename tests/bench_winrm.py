@@ -43,6 +43,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import labfixtures
 from labfixtures import PASSWORD_ENV, LabProcess, clean_environment, running_lab
 
 from agent.factscripts import scripts_for
@@ -217,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"failed": failed}))
         return 0
     engines = args.engines.split(",")
+    labfixtures.START_TIMEOUT = 900.0  # 10,000 profiles take a while to load on a busy machine
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
           f"reference loop {machine_speed():.0f} ns/iteration; lab on the same machine; NTLM"
           + (" + message encryption over http" if args.scheme == "http" else " over https"))
