@@ -115,13 +115,21 @@ def measure(lab: LabProcess, engine: str, setting: str, argv: list[str],
 
 
 def failures(engine: str, text: str) -> int:
+    """Hosts that could not be read, from the engine's output (-1 if it printed nothing usable)."""
     if engine == "mfa-agent":
         try:
             document = json.loads(text)
         except ValueError:
             return -1
-        return sum(1 for r in document.get("results", [])
-                   if "host_error" in r.get("evidence", {}) and r.get("check") == "host-reachable")
+        failed: dict[str, str] = {}
+        for result in document.get("results", []):
+            kind = result.get("evidence", {}).get("host_error")
+            if kind:
+                failed[result.get("target", "")] = kind
+        kinds = sorted(set(failed.values()))
+        if kinds:
+            print(f"  mfa-agent host errors: {', '.join(kinds)}", file=sys.stderr)
+        return len(failed)
     if engine == "ansible":
         return text.count("UNREACHABLE!") + text.count("FAILED!")
     try:
