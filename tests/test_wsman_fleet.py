@@ -69,4 +69,4 @@ def test_concurrency_is_bounded_by_file_descriptors() -> None:
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert 16 <= concurrency() <= max(16, min(soft, 2048))
+    assert 16 <= concurrency() <= max(16, min(soft, 512))
