@@ -17,6 +17,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import resource
 import signal
 import threading
@@ -100,15 +101,27 @@ def _plain(value: Any) -> Any:
 
 
 def _child(hosts: Sequence[Host], timeouts: Timeouts, pipe: Connection) -> None:
+    """A forked reader: its event loop never writes to the pipe itself (a parent slow to read
+    would block the loop and every host in flight); a sender thread does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    outbox: queue.SimpleQueue[tuple[str, Any, Any] | None] = queue.SimpleQueue()
+
+    def sender() -> None:
+        while (item := outbox.get()) is not None:
+            pipe.send(item)
+
+    thread = threading.Thread(target=sender, name="mfa-agent results", daemon=True)
+    thread.start()
 
     def send(facts: HostFacts) -> None:
         error = (facts.error.kind, facts.error.message) if facts.error else None
-        pipe.send((facts.name, _plain(facts.facts), error))
+        outbox.put((facts.name, _plain(facts.facts), error))
 
     try:
         asyncio.run(read_hosts(hosts, timeouts, send))
     finally:
+        outbox.put(None)
+        thread.join()
         pipe.close()
 
 
