@@ -58,9 +58,8 @@ def test_stop_kills_the_processes(fault_labs: dict[str, LabProcess], use_lab: Us
     run.start()
     healthy = results.get(timeout=60)
     assert healthy.error is None
-    run.stop()
+    run.stop()  # kills and reaps them
     for child in run._children:
-        child.join(10)
         assert not child.is_alive()
     assert results.empty()  # the hung host is never reported after stop
 

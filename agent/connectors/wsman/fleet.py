@@ -143,6 +143,7 @@ class FleetRun:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = threading.Event()
+        self._reap_lock = threading.Lock()
 
     def start(self) -> None:
         """Start reading (call from the main thread: processes are forked here)."""
@@ -194,8 +195,14 @@ class FleetRun:
                 reported.add(name)
                 self._deliver(host_facts(self._by_name[name], facts=facts,
                                          error=HostError(*error) if error else None))
-        for child in self._children:
-            child.join(timeout=1)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Wait for the children, one thread at a time (two threads waiting on one child race:
+        the loser never learns that it ended)."""
+        with self._reap_lock:
+            for child in self._children:
+                child.join(timeout=5)
 
     def _orphans(self, share: list[Host], reported: set[str]) -> None:
         """Hosts of a child that ended without reporting them (it crashed or was killed)."""
@@ -212,9 +219,10 @@ class FleetRun:
         """Stop at once (Ctrl-C): children are killed by PID, the loop's tasks cancelled."""
         self._stopped.set()
         for child in self._children:
-            if child.is_alive() and child.pid is not None:
+            if child.pid is not None and child.exitcode is None:
                 with contextlib.suppress(OSError):
                     os.kill(child.pid, signal.SIGKILL)
+        self._reap()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             def cancel() -> None:
