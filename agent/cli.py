@@ -286,7 +286,17 @@ def _load_given_inventory(args: _InventoryArgs, *, defer_vault: bool = False) ->
     type=click.IntRange(1, 256),
     default=8,
     show_default=True,
-    help="Hosts read at the same time.",
+    help="Threads for hosts read one per thread: SSH, and WinRM over Kerberos, CredSSP or "
+    "certificates. WinRM hosts over NTLM or Basic are read concurrently on their own, as many "
+    "at once as file descriptors allow.",
+)
+@click.option(
+    "--winrm-client",
+    type=click.Choice(["fast", "pywinrm"]),
+    default="fast",
+    show_default=True,
+    help="fast: NTLM/Basic WinRM hosts on the asyncio client (5 requests a host); pywinrm: "
+    "every WinRM host through pywinrm, one thread each (the previous engine).",
 )
 @click.option(
     "--host-timeout",
@@ -357,6 +367,7 @@ def scan(
     formats: tuple[str, ...],
     output_dir: str | None,
     workers: int,
+    winrm_client: str,
     host_timeout: float,
     connect_timeout: float,
     operation_timeout: int,
@@ -418,6 +429,7 @@ def scan(
                 timeouts=(connect_timeout, operation_timeout, host_timeout),
                 progress=not quiet,
                 gatherer=zones,
+                fast_winrm=winrm_client == "fast",
             )
         try:
             report = finalize(run.report, waivers, history)
@@ -492,6 +504,7 @@ def _live_scan(
     timeouts: tuple[float, int, float],
     progress: bool = True,
     gatherer: Gatherer | None = None,
+    fast_winrm: bool = True,
 ) -> ScanRun:
     from agent.connectors.common import Timeouts
     from agent.gather import GatherOptions
@@ -500,7 +513,8 @@ def _live_scan(
 
     connect, operation, host = timeouts
     gather_options = GatherOptions(
-        workers=workers, timeouts=Timeouts(connect=connect, operation=operation, host=host)
+        workers=workers, timeouts=Timeouts(connect=connect, operation=operation, host=host),
+        fast_winrm=fast_winrm,
     )
     with ScanProgress(enabled=None if progress else False) as shown:
         run = live(
@@ -695,10 +709,18 @@ def lab_group() -> None:
 )
 @click.option("--scheme", type=click.Choice(["http", "https"]), default="http", show_default=True)
 @click.option(
+    "--latency",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Add this many seconds to every answer (a WAN or busy host; costs no CPU).",
+)
+@click.option(
     "--directory", is_flag=True, help="Also run the lab's directory (Samba AD DC; Samba and root)."
 )
 def lab_serve(
-    profiles: str | None, state_dir: str, port: int, scheme: str, directory: bool
+    profiles: str | None, state_dir: str, port: int, scheme: str, latency: float, directory: bool
 ) -> None:
     """Serve a lab until stopped, and write an inventory for it.
 
@@ -709,7 +731,8 @@ def lab_serve(
     """
     from agent.lab.server import main as serve
 
-    argv = ["--state-dir", state_dir, "--port", str(port), "--scheme", scheme]
+    argv = ["--state-dir", state_dir, "--port", str(port), "--scheme", scheme,
+            "--latency", repr(latency)]
     if profiles:
         argv += ["--profiles", profiles]
     if directory:

@@ -1,6 +1,12 @@
-"""Gathering facts from many hosts at once: a bounded pool of workers and per-host deadlines.
+"""Gathering facts from many hosts at once: the fast WinRM path, and a pool of worker threads.
 
-Every client library here blocks, so each host gets its own thread and its own connection. The
+WinRM hosts the fast path covers (NTLM or Basic, over http or validated https:
+`agent.connectors.wsman.covers`) are read on asyncio, as many at once as file descriptors allow,
+with one process per core for large fleets (`agent.connectors.wsman.FleetRun`); their results
+join the same queue as the pool's. Every other host (SSH, and WinRM over Kerberos, CredSSP,
+certificates or unvalidated TLS) goes to the pool of ``workers`` threads below.
+
+The pool's client libraries block, so each host gets its own thread and its own connection. The
 coordinator enforces each host's deadline itself (a hung host cannot hold the scan — pywinrm
 retries a slow Receive forever), records a timeout for it, drops its connection and starts a
 replacement worker so the pool keeps its size. Workers are daemon threads: one stuck in a read
@@ -22,6 +28,7 @@ from agent.connectors.common import Timeouts
 from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
 from agent.connectors.ssh import SSHConnector
 from agent.connectors.winrm import WinRMConnector
+from agent.connectors.wsman import FleetRun, covers
 from agent.facts import HostError, HostFacts
 from agent.inventory import Host
 
@@ -51,9 +58,15 @@ def default_connector(host: Host, timeouts: Timeouts) -> Connector:
 
 @dataclass(frozen=True)
 class GatherOptions:
-    """Concurrency and time bounds of a live scan."""
+    """Concurrency and time bounds of a live scan.
+
+    `workers` is the number of threads for hosts the fast WinRM path does not cover (SSH, and
+    WinRM over Kerberos, CredSSP or certificates); the fast path's concurrency adapts on its own.
+    `fast_winrm` False sends every WinRM host through pywinrm (for comparisons and tests).
+    """
 
     workers: int = 8
+    fast_winrm: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -87,7 +100,12 @@ def gather(
     factory: ConnectorFactory = default_connector,
 ) -> Gathered:
     """Gather every host's facts; failures become `HostError`s, never exceptions."""
-    pool = _Pool(hosts, options, factory, on_done)
+    fast = (
+        [h for h in hosts if h.roles and covers(h)]
+        if options.fast_winrm and factory is default_connector
+        else []
+    )
+    pool = _Pool(hosts, options, factory, on_done, fast)
     return pool.run()
 
 
@@ -98,8 +116,11 @@ class _Pool:
         options: GatherOptions,
         factory: ConnectorFactory,
         on_done: Callable[[HostFacts], None] | None,
+        fast: Sequence[Host] = (),
     ) -> None:
         self.hosts = list(hosts)
+        self.fast = FleetRun(fast, options.timeouts, self._fast_done)
+        self._fast_names = {h.name for h in fast}
         self.options = options
         self.factory = factory
         self.on_done = on_done
@@ -110,13 +131,21 @@ class _Pool:
         self.results: dict[str, HostFacts] = {}
         self.notes: dict[str, tuple[str, ...]] = {}
 
+    def _fast_done(self, facts: HostFacts) -> None:
+        self.done.put(facts)
+
     def run(self) -> Gathered:
+        self.fast.start()  # first: it may fork, which is safest before our threads start
+        threaded = 0
         for host in self.hosts:
+            if host.name in self._fast_names:
+                continue
             if host.roles:
                 self.todo.put(host)
+                threaded += 1
             else:  # no role, nothing to read: do not even connect
                 self._record(_facts(host))
-        for _ in range(min(max(1, self.options.workers), len(self.hosts))):
+        for _ in range(min(max(1, self.options.workers), threaded)):
             self._start_worker()
         try:
             while len(self.results) < len(self.hosts):
@@ -200,6 +229,7 @@ class _Pool:
             self._start_worker()
 
     def _interrupt(self) -> None:
+        self.fast.stop()
         with self.lock:
             running = list(self.running.values())
             self.running.clear()

@@ -2,10 +2,10 @@
 
 A lab is started as a subprocess (this file run as a script, which runs ``agent.lab.server``'s
 ``main`` unchanged), waited for through the ``ready`` file it writes, and stopped by PID (SIGTERM,
-then SIGKILL). Run as a script this file also counts every HTTP request each simulated host
-receives and, on SIGUSR1 and at exit, writes those counters with the servers' own
-``WsmanServer.stats`` to ``STATE_DIR/stats.json``, so that a test (or the benchmark) can see
-what went over the wire without running the lab in its own process::
+then SIGKILL). Run as a script, on SIGUSR1 and at exit, this file writes the servers' own
+``WsmanServer.stats`` (every request, its body's content type and every response status, per
+host) to ``STATE_DIR/stats.json``, so that a test (or the benchmark) can see what went over the
+wire without running the lab in its own process::
 
     python tests/labfixtures.py --state-dir DIR [any agent.lab.server option]
 
@@ -512,39 +512,6 @@ class Relay:
 # -- run as a script: the lab server, with request counters ------------------------------------
 
 
-def _count_requests() -> None:
-    """Count, per host, every request, its body's content type, every response status and every
-    SOAP action (``action:Delete`` once a client closed its shell: an event tests can wait on)."""
-    from agent.lab import soap, wsman
-
-    handler: Any = wsman._Handler
-    post, send = handler.do_POST, handler._send
-    dispatch = wsman.WsmanServer.dispatch
-
-    def dispatch_counted(self: Any, message: bytes) -> tuple[int, bytes]:
-        answer = dispatch(self, message)
-        with contextlib.suppress(Exception):  # a bad request is the server's to answer
-            self.count("action:" + soap.parse_request(message).action.rsplit("/", 1)[-1])
-        return answer
-
-    wsman.WsmanServer.dispatch = dispatch_counted  # type: ignore[method-assign]
-
-    def do_post(self: Any) -> None:
-        lab = self.server.lab
-        lab.count("requests")
-        if int(self.headers.get("Content-Length") or 0) > 0:
-            content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-            lab.count(f"body:{content_type or 'none'}")
-        post(self)
-
-    def send_counted(self: Any, status: int, *args: Any, **kwargs: Any) -> None:
-        self.server.lab.count(f"http:{status}")
-        send(self, status, *args, **kwargs)
-
-    handler.do_POST = do_post
-    handler._send = send_counted
-
-
 def _serve(argv: list[str]) -> int:
     """`agent.lab.server.main(argv)`, writing request counters on SIGUSR1 and at exit."""
     import agent.lab.server as server
@@ -560,11 +527,10 @@ def _serve(argv: list[str]) -> int:
         return lab
 
     server.start_lab = start_and_keep  # type: ignore[attr-defined]
-    _count_requests()
     snapshots = itertools.count(1)
 
     def dump(signum: int | None = None, frame: FrameType | None = None) -> None:
-        hosts = {name: dict(lab.server(name).stats) for lab in labs for name in lab.hosts}
+        hosts = {name: lab.server(name).stats_snapshot() for lab in labs for name in lab.hosts}
         data = json.dumps({"snapshot": next(snapshots), "hosts": hosts})
         temporary = state_dir / f".{STATS_FILE}.tmp"
         temporary.write_text(data)

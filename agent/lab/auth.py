@@ -109,14 +109,23 @@ class Account:
 
 
 class UserFile:
-    """An ``NTLM_USER_FILE`` holding one account (mode 0600), removed by `remove`."""
+    """An ``NTLM_USER_FILE`` holding one account (mode 0600), removed by `remove`.
+
+    Written in the ``smbpasswd`` form pyspnego also reads (``USER:UID:LM:NT:FLAGS:LCT``) with the
+    NT hash computed once here: the ``DOMAIN:USER:PASSWORD`` form makes pyspnego derive the
+    hashes (pure-Python MD4 and DES) at every logon, most of the lab's CPU per host.
+    """
 
     def __init__(self, path: Path, account: Account) -> None:
+        from spnego._ntlm_raw.crypto import ntowfv1
+
         self.path = path
-        lines = [f"{account.domain}:{account.name}:{account.password}"]
+        nt_hash = bytes(ntowfv1(account.password)).hex().upper()
+        names = [account.user]
         if account.domain:
             # A client that sends no domain name ("mfa-scan") is accepted too.
-            lines.append(f":{account.name}:{account.password}")
+            names.append(account.name)
+        lines = [f"{name}:1000:{'0' * 32}:{nt_hash}:[U]:LCT-00000000" for name in names]
         path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -1,6 +1,7 @@
 """Run a lab as a process (what ``mfa-agent lab serve`` runs)::
 
     python -m agent.lab.server --state-dir DIR [--profiles DIR] [--port N] [--scheme http|https]
+                               [--latency SECONDS]
 
 It writes into DIR: ``inventory.yaml`` (no password in it), ``lab.env`` (mode 0600,
 ``MFA_LAB_PASSWORD=…``: env MFA_LAB_PASSWORD when set, else generated with `secrets`), for HTTPS
@@ -49,6 +50,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scheme", choices=("http", "https"), default="http")
     parser.add_argument("--user", default=DEFAULT_USER,
                         help=f"lab account (default {DEFAULT_USER})")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="add this many seconds to every answer (a WAN; costs no CPU)")
     parser.add_argument("--allow-unencrypted", action="store_true",
                         help="accept plain SOAP over http (Basic over http)")
     parser.add_argument("--directory", action="store_true",
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lab = start_lab(args.profiles, scheme=args.scheme, port=args.port, password=password,
                         user=args.user, state_dir=state_dir,
-                        allow_unencrypted=args.allow_unencrypted)
+                        allow_unencrypted=args.allow_unencrypted, latency=args.latency)
     except AgentError as exc:
         print(f"mfa-agent lab: {exc}", file=sys.stderr)
         return int(exc.exit_code)
@@ -116,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
         write_atomically(ready, json.dumps(description, indent=2).encode(), 0o644)
-        for host in lab.hosts.values():
+        for index, host in enumerate(lab.hosts.values()):
+            if index == 50:
+                print(f"… and {len(lab.hosts) - 50} more hosts (all in {READY_FILE})")
+                break
             print(f"{host.name:<28} {host.endpoint}")
         print(f"inventory: {inventory}  (password: {PASSWORD_ENV} in {state_dir / ENV_FILE})",
               flush=True)

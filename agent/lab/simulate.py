@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agent.factscripts import by_name, decode_command, script_tag
+from agent.factscripts import bundle, by_name, decode_command, script_tag
 from agent.lab.profiles import HostProfile
 
 CLIXML_HEADER: Final = b"#< CLIXML\r\n"
@@ -136,12 +136,24 @@ def _garbage(entries: dict[str, Any]) -> bytes:
     return ("\r\n".join([*rows, "", ""])).encode("utf-8")
 
 
+#: The longest command line a program started by PowerShell may get (CreateProcess's limit).
+PROCESS_COMMAND_LINE_LIMIT: Final = 32767
+
+
 def run_command_line(
-    profile: HostProfile, command_line: str, now: dt.datetime | None = None
+    profile: HostProfile, command_line: str, now: dt.datetime | None = None,
+    *, limit: int | None = None,
 ) -> CommandResult:
-    """Run one command line on the simulated host."""
+    """Run one command line on the simulated host.
+
+    `limit` is the line's length limit: cmd.exe's (the profile's ``max_command_line``) for what
+    WinRM runs; a ``powershell -EncodedCommand`` whose script is itself a ``powershell …`` line
+    (Ansible's ``raw`` wraps the agent's line that way) runs the inner line as PowerShell would,
+    through CreateProcess. A fact-script bundle (`agent.factscripts.bundle`) runs each script in
+    turn and prints its records.
+    """
     now = now or dt.datetime.now(dt.UTC)
-    if len(command_line) > profile.faults.max_command_line:
+    if len(command_line) > (profile.faults.max_command_line if limit is None else limit):
         return CommandResult(b"", TOO_LONG, 1)
     words = command_line.split()
     if not words:
@@ -151,10 +163,19 @@ def run_command_line(
         message = (f"'{words[0]}' is not recognized as an internal or external command,\r\n"
                    "operable program or batch file.\r\n")
         return CommandResult(b"", message.encode("utf-8"), 1)
+    if bundle.is_bundle(command_line):
+        return _run_bundle(profile, command_line, now)
     script = decode_command(command_line)
     if script is None:
         arguments = [w for w in words[1:] if not w.startswith("-")]
         return not_recognized(arguments[0] if arguments else words[0])
+    inner = script.strip()
+    if inner.split(" ", 1)[0].lower() in _POWERSHELL_EXES and limit is None:
+        return run_command_line(profile, inner, now, limit=PROCESS_COMMAND_LINE_LIMIT)
+    return _run_script(profile, script, now)
+
+
+def _run_script(profile: HostProfile, script: str, now: dt.datetime) -> CommandResult:
     tag = script_tag(script)
     fact_script = by_name(tag[0]) if tag else None
     if fact_script is None:
@@ -168,3 +189,17 @@ def run_command_line(
     if UTF8_OUTPUT in script:
         return CommandResult(document.encode("utf-8"), b"", 0)
     return CommandResult(document.encode(OEM_CODE_PAGE, "replace"), b"", 0)
+
+
+def _run_bundle(profile: HostProfile, command_line: str, now: dt.datetime) -> CommandResult:
+    if profile.faults.powershell_error:
+        return _powershell_failure(profile)  # the bootstrap itself is blocked
+    pairs = bundle.decode_bundle(command_line)
+    if pairs is None:
+        return not_recognized("$MfaAgentBundle")
+    records = []
+    for name, text in pairs:
+        result = _run_script(profile, text, now)
+        records.append(bundle.result_line(name, bundle.Outcome(
+            result.stdout, result.stderr, result.exit_code)))
+    return CommandResult(b"".join(records), b"", 0)

@@ -1,33 +1,43 @@
 """One simulated Windows host's WS-Management endpoint: ``POST /wsman`` over HTTP or HTTPS.
 
-Built the way the team's WinRM notes describe and pywinrm 0.5.0 needs: a `ThreadingHTTPServer` whose
-handler speaks HTTP/1.1 with keep-alive (one handler per TCP connection, holding that
-connection's NTLM context), ``TCP_NODELAY`` and every response written in one ``write``.
+Every host of every lab in a process is served by ONE asyncio event loop in one thread
+(`agent.lab.eventloop`): no thread per host or per connection, so one process serves 10,000
+hosts, and a host that waits (``--latency``, a slow command, a hang) costs a timer, not a thread
+or CPU. Built the way the team's WinRM notes describe and pywinrm 0.5.0 needs: HTTP/1.1 with
+keep-alive (the connection holds its NTLM context), ``TCP_NODELAY`` and every response written in
+one ``write``.
 
 * **Auth.** No or bad credentials → 401 with ``WWW-Authenticate: Negotiate`` and
   ``WWW-Authenticate: Basic realm="WSMAN"``. Basic is checked per request; NTLM/SPNEGO tokens are
   stepped until complete (401 ``Negotiate <token>`` meanwhile) and then authenticate the
   connection (`agent.lab.auth`). Like Windows' default ``AllowUnencrypted=false``, plain SOAP over
   ``http://`` is refused with 401 unless the server is created with ``allow_unencrypted=True``.
+  As on Windows, the request that completes the NTLM handshake may already carry an encrypted
+  SOAP message (sealed with the new context): it is answered at once.
 * **Encryption.** A ``multipart/encrypted`` request is unsealed with the connection's context and
   its reply sealed the same way.
 * **Shell.** Create, Command, Receive, Signal, Send and Delete on the cmd resource; replies relate
   to the request's MessageID; an unknown shell is a ``w:InvalidSelectors`` fault. Commands run on
   the host profile (`agent.lab.simulate`); a slow command makes Receive answer ``w:TimedOut``
-  after the request's OperationTimeout, as Windows does, so that clients poll again.
+  after the request's OperationTimeout, as Windows does, so that clients poll again. Delete also
+  drops the shell's commands (no Signal needed first).
+* **Latency.** ``latency`` seconds are added to every answer with a timer (a WAN or busy host).
 * **Faults** from the profile: wrong password, slow, hang, reset, a WS-Man fault on Create,
   PowerShell errors, garbage output, the command-line limit and split output.
+* **Counters** (`stats`): ``requests``, ``body:<content type>``, ``http:<status>``, ``ntlm_logons``,
+  ``encrypted``, ``plaintext``, … for tests and the benchmark.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import datetime as dt
+import email.utils
 import logging
 import socket
-import socketserver
 import ssl
 import struct
 import threading
@@ -35,8 +45,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from typing import Final
 
 from agent.lab import soap
 from agent.lab.auth import (
@@ -48,6 +57,7 @@ from agent.lab.auth import (
     UserFile,
 )
 from agent.lab.certs import LabCertificates
+from agent.lab.eventloop import shared_loop
 from agent.lab.profiles import HostProfile
 from agent.lab.simulate import CommandResult, run_command_line
 
@@ -61,6 +71,9 @@ MAX_COMMANDS_PER_SHELL: Final = 100
 #: OperationTimeout when a request carries none (Windows' MaxTimeoutms default).
 DEFAULT_OPERATION_TIMEOUT: Final = 60.0
 _TLS_HANDSHAKE_TIMEOUT: Final = 10.0
+#: Longest request head (request line and headers) the lab reads.
+_MAX_HEAD: Final = 64 * 1024
+SERVER_NAME: Final = "Microsoft-HTTPAPI/2.0"
 
 
 @dataclass
@@ -77,85 +90,98 @@ class _Shell:
     commands: dict[str, _Command] = field(default_factory=dict)
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    lab: WsmanServer
+class _Closed(Exception):
+    """The connection is over (the client left, or the lab closed it on purpose)."""
 
-    def __init__(self, lab: WsmanServer, address: tuple[str, int]) -> None:
+
+class _Request:
+    """One HTTP request as read off the connection."""
+
+    __slots__ = ("body", "headers", "method", "path", "version")
+
+    def __init__(self, method: str, path: str, version: str, headers: dict[str, str],
+                 body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.version = version
+        self.headers = headers
+        self.body = body
+
+
+class _Connection:
+    """One TCP connection: its requests in turn, its NTLM context."""
+
+    def __init__(self, lab: WsmanServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
         self.lab = lab
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the address (getfqdn can stall)."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = self.lab.profile.name
-        self.server_port = int(self.server_address[1])
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """Per connection, in its own thread: TCP_NODELAY, the TLS handshake, then the handler."""
-        sock: socket.socket = request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        wrapped: ssl.SSLSocket | None = None
-        context = self.lab.tls_context
-        if context is not None:
-            sock.settimeout(_TLS_HANDSHAKE_TIMEOUT)
-            try:
-                wrapped = context.wrap_socket(sock, server_side=True)
-            except (OSError, ssl.SSLError) as exc:
-                log.debug("%s: TLS handshake failed: %s", self.lab.profile.name, exc)
-                return
-            wrapped.settimeout(None)
-            sock = wrapped
-        self.lab.track(sock, add=True)
-        try:
-            _Handler(sock, client_address, self)
-        finally:
-            self.lab.track(sock, add=False)
-            if wrapped is not None:
-                _close(wrapped)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A connection that failed mid-request is routine here (resets, stops): log it only."""
-        log.debug("%s: connection from %s failed", self.lab.profile.name, client_address,
-                  exc_info=True)
-
-
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "Microsoft-HTTPAPI/2.0"
-    sys_version = ""
-    server: _HttpServer
-
-    def setup(self) -> None:
-        super().setup()
+        self.reader = reader
+        self.writer = writer
         self.security: SecurityContext | None = None
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s: %s", self.server.lab.profile.name, format % args)
+        self.close_connection = False
 
     # -- HTTP plumbing ---------------------------------------------------------------------------
 
-    def _send(
-        self, status: int, body: bytes = b"", headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
+    async def serve(self) -> None:
+        while not self.close_connection:
+            request = await self._read_request()
+            if request is None:
+                return
+            await self._handle(request)
+
+    async def _read_request(self) -> _Request | None:
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None  # the client closed the connection between requests
+        except asyncio.LimitOverrunError:
+            self.close_connection = True
+            self._send(431)
+            return None
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self.close_connection = True
+            self._send(400)
+            return None
+        method, path, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                self.close_connection = True
+                self._send(400)
+                return None
+            headers.setdefault(name.strip().lower(), value.strip())
+        if version == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
+            self.close_connection = True
+        body = b""
+        if method == "POST":
+            length_text = headers.get("content-length")
+            if length_text is None:
+                self.close_connection = True
+                self._send(411)
+                return None
+            length = int(length_text) if length_text.isdigit() else -1
+            if length < 0 or length > soap.MAX_ENVELOPE_BYTES * 2:
+                self.close_connection = True
+                self._send(413 if length > 0 else 400)
+                return None
+            body = await self.reader.readexactly(length) if length else b""
+        return _Request(method, path, version, headers, body)
+
+    def _send(self, status: int, body: bytes = b"",
+              headers: tuple[tuple[str, str], ...] = ()) -> None:
         lines = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-            f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
+            f"Server: {SERVER_NAME}",
+            f"Date: {_http_date()}",
             f"Content-Length: {len(body)}",
             *(f"{name}: {value}" for name, value in headers),
         ]
         if self.close_connection:
             lines.append("Connection: close")
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        self.log_request(status, len(body))
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self.lab.count(f"http:{status}")
 
     def _unauthorized(self, token: tuple[str, bytes] | None = None) -> None:
         offers: tuple[tuple[str, str], ...]
@@ -167,54 +193,43 @@ class _Handler(BaseHTTPRequestHandler):
                       ("WWW-Authenticate", 'Basic realm="WSMAN"'))
         self._send(401, b"", offers)
 
-    def _read_body(self) -> bytes | None:
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self.close_connection = True
-            self._send(411)
-            return None
-        try:
-            length = int(length_text)
-        except ValueError:
-            length = -1
-        if length < 0 or length > soap.MAX_ENVELOPE_BYTES * 2:
-            self.close_connection = True
-            self._send(413 if length > 0 else 400)
-            return None
-        return self.rfile.read(length) if length else b""
-
     def _reset(self) -> None:
         """Close the connection with a TCP RST (SO_LINGER 0) instead of a FIN."""
         self.close_connection = True
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.connection.close()
+        sock: socket.socket | None = self.writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+        raise _Closed
 
-    def do_GET(self) -> None:
-        self._send(405, b"", (("Allow", "POST"),))
-
-    def do_POST(self) -> None:
-        lab = self.server.lab
-        body = self._read_body()
-        if body is None:
+    async def _handle(self, request: _Request) -> None:
+        lab = self.lab
+        lab.count("requests")
+        if request.body:
+            content_type = request.headers.get("content-type", "").split(";", 1)[0]
+            lab.count(f"body:{content_type.strip().lower() or 'none'}")
+        if lab.latency > 0:
+            await asyncio.sleep(lab.latency)
+        if request.method != "POST":
+            self._send(405, b"", (("Allow", "POST"),))
             return
         faults = lab.profile.faults
         if faults.hang:
-            lab.stopping.wait()
-            self.close_connection = True
-            return
+            await lab.stopping.wait()
+            raise _Closed
         if faults.reset:
             self._reset()
-            return
-        if self.path.split("?", 1)[0].lower() != "/wsman":
+        if request.path.split("?", 1)[0].lower() != "/wsman":
             self._send(404)
             return
         try:
-            authenticated = self._authenticate()
+            authenticated = self._authenticate(request)
             if authenticated is not None:
                 context, final_token = authenticated
-                self._answer(context, final_token, body)
-        except (OSError, ssl.SSLError):
-            raise  # the connection broke: socketserver logs it (debug) and closes it
+                await self._answer(request, context, final_token)
+        except _Closed:
+            raise
         except Exception:
             log.exception("%s: internal error answering a request", lab.profile.name)
             self.close_connection = True
@@ -222,10 +237,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- authentication --------------------------------------------------------------------------
 
-    def _authenticate(self) -> tuple[SecurityContext | None, tuple[str, bytes] | None] | None:
+    def _authenticate(
+        self, request: _Request
+    ) -> tuple[SecurityContext | None, tuple[str, bytes] | None] | None:
         """(context or None for Basic, final token) when authenticated; None once answered 401."""
-        lab = self.server.lab
-        header = self.headers.get("Authorization")
+        lab = self.lab
+        header = request.headers.get("authorization")
         if not header:
             if self.security is not None and self.security.complete:
                 return self.security, None
@@ -265,15 +282,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the SOAP exchange -----------------------------------------------------------------------
 
-    def _answer(
-        self, context: SecurityContext | None, final_token: tuple[str, bytes] | None, body: bytes
+    async def _answer(
+        self, request: _Request, context: SecurityContext | None,
+        final_token: tuple[str, bytes] | None,
     ) -> None:
-        lab = self.server.lab
+        lab = self.lab
+        body = request.body
         headers: list[tuple[str, str]] = []
         if final_token is not None:
             scheme, data = final_token
             headers.append(("WWW-Authenticate", f"{scheme} {base64.b64encode(data).decode()}"))
-        content_type = self.headers.get("Content-Type", "")
+        content_type = request.headers.get("content-type", "")
         encrypted = content_type.lower().startswith("multipart/encrypted")
         if encrypted:
             if context is None:
@@ -297,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             message = body
             lab.count("plaintext")
-        status, reply = lab.dispatch(message)
+        status, reply = await lab.dispatch(message)
         if encrypted and context is not None:
             reply = context.seal(reply)
             headers.append(("Content-Type", ENCRYPTED_CONTENT_TYPE))
@@ -306,8 +325,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, reply, tuple(headers))
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
 class WsmanServer:
-    """The WS-Management endpoint of one simulated host."""
+    """The WS-Management endpoint of one simulated host.
+
+    The listening socket is bound when it is created (an address in use is an `OSError` here);
+    `start` begins serving on the shared event loop, `stop` closes the listener and every
+    connection and releases waiting requests.
+    """
 
     def __init__(
         self,
@@ -318,11 +353,13 @@ class WsmanServer:
         port: int = 0,
         tls: LabCertificates | None = None,
         allow_unencrypted: bool = False,
+        latency: float = 0.0,
     ) -> None:
         self.profile = profile
         self.account = account
         self.user_file = user_file
         self.allow_unencrypted = allow_unencrypted
+        self.latency = latency
         self.scheme = "https" if tls is not None else "http"
         self.tls_context: ssl.SSLContext | None = None
         self.channel_binding: bytes | None = None
@@ -332,13 +369,25 @@ class WsmanServer:
             context.load_cert_chain(tls.cert_file, tls.key_file)
             self.tls_context = context
             self.channel_binding = tls.channel_binding_hash()
-        self.stopping = threading.Event()
         self.stats: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._shells: dict[str, _Shell] = {}
-        self._connections: set[socket.socket] = set()
-        self._httpd = _HttpServer(self, (profile.address, port))
-        self._thread: threading.Thread | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = shared_loop()
+        self.stopping = asyncio.Event()
+        family = socket.AF_INET6 if ":" in profile.address else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket.bind((profile.address, port))
+            self._socket.listen(128)
+            self._socket.setblocking(False)
+        except OSError:
+            self._socket.close()
+            raise
+        self._port = int(self._socket.getsockname()[1])
+        self._server: asyncio.Server | None = None
+        self._stopped = False
 
     @property
     def address(self) -> str:
@@ -348,7 +397,7 @@ class WsmanServer:
     @property
     def port(self) -> int:
         """The port it listens on (the real one when created with port 0)."""
-        return int(self._httpd.server_address[1])
+        return self._port
 
     @property
     def endpoint(self) -> str:
@@ -357,54 +406,80 @@ class WsmanServer:
         return f"{self.scheme}://{host}:{self.port}/wsman"
 
     def start(self) -> None:
-        """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-            name=f"wsman {self.profile.name}", daemon=True,
+        """Serve on the shared event loop."""
+        self._loop.run(self.start_serving())
+
+    async def start_serving(self) -> None:
+        """`start`, from the event loop itself (to start many hosts in one call)."""
+        self._server = await asyncio.start_server(
+            self._connection, sock=self._socket, ssl=self.tls_context,
+            ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT if self.tls_context else None,
+            limit=_MAX_HEAD,
         )
-        self._thread.start()
 
     def stop(self) -> None:
         """Stop serving, release waiting requests and close every open connection."""
-        self.stopping.set()
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for sock in connections:
-            _close(sock)
+        if self._stopped:
+            return
+        self._loop.run(self.stop_serving())
 
-    def track(self, sock: socket.socket, *, add: bool) -> None:
-        """Remember open connections so that `stop` can close them."""
-        with self._lock:
-            if add:
-                self._connections.add(sock)
-            else:
-                self._connections.discard(sock)
+    async def stop_serving(self) -> None:
+        """`stop`, from the event loop itself."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopping.set()
+        if self._server is not None:
+            self._server.close()
+        else:
+            self._socket.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        sock: socket.socket | None = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._writers.add(writer)
+        try:
+            await _Connection(self, reader, writer).serve()
+        except (_Closed, OSError, ssl.SSLError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError):
+            pass  # a connection that failed mid-request is routine here (resets, stops)
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort() if self._stopped else writer.close()
 
     def count(self, what: str) -> None:
         """Count one event (requests by kind, logons) for tests and diagnostics."""
-        with self._lock:
+        with self._stats_lock:
             self.stats[what] += 1
+
+    def stats_snapshot(self) -> dict[str, int]:
+        """A copy of the counters (safe from any thread)."""
+        with self._stats_lock:
+            return dict(self.stats)
 
     # -- SOAP dispatch ---------------------------------------------------------------------------
 
-    def dispatch(self, message: bytes) -> tuple[int, bytes]:
+    async def dispatch(self, message: bytes) -> tuple[int, bytes]:
         """Answer one SOAP request: (HTTP status, reply envelope)."""
         try:
             request = soap.parse_request(message)
         except soap.SoapError as exc:
             log.info("%s: bad request: %s", self.profile.name, exc)
             return 400, b""
+        # ``action:Delete`` once a client closed its shell: an event tests can wait on.
+        self.count("action:" + request.action.rsplit("/", 1)[-1])
         try:
-            return 200, self._operation(request)
+            return 200, await self._operation(request)
         except _FaultReply as reply:
             return 500, soap.fault(request.message_id, reply.fault, self.profile.name)
 
-    def _operation(self, request: soap.Request) -> bytes:
+    async def _operation(self, request: soap.Request) -> bytes:
         if request.resource_uri != soap.CMD_RESOURCE_URI:
             raise _FaultReply(soap.unsupported(
                 f"the resource {request.resource_uri or '(none)'} is not simulated; "
@@ -416,26 +491,23 @@ class WsmanServer:
         if action == soap.ACTION_COMMAND:
             return self._command(request)
         if action == soap.ACTION_RECEIVE:
-            return self._receive(request)
+            return await self._receive(request)
         if action == soap.ACTION_SIGNAL:
             shell = self._shell(request)
-            with self._lock:
-                if shell.commands.pop(soap.command_id(request) or "", None) is None:
-                    raise _FaultReply(soap.invalid_command(soap.command_id(request)))
+            if shell.commands.pop(soap.command_id(request) or "", None) is None:
+                raise _FaultReply(soap.invalid_command(soap.command_id(request)))
             return soap.signal_response(request)
         if action == soap.ACTION_SEND:
             self._shell(request)
             return soap.send_response(request)
         if action == soap.ACTION_DELETE:
-            with self._lock:
-                if self._shells.pop(request.shell_id or "", None) is None:
-                    raise _FaultReply(soap.invalid_shell(request.shell_id))
+            if self._shells.pop(request.shell_id or "", None) is None:
+                raise _FaultReply(soap.invalid_shell(request.shell_id))
             return soap.delete_response(request)
         raise _FaultReply(soap.unsupported(f"the action {action} is not supported"))
 
     def _shell(self, request: soap.Request) -> _Shell:
-        with self._lock:
-            shell = self._shells.get(request.shell_id or "")
+        shell = self._shells.get(request.shell_id or "")
         if shell is None:
             raise _FaultReply(soap.invalid_shell(request.shell_id))
         return shell
@@ -443,16 +515,15 @@ class WsmanServer:
     def _create(self, request: soap.Request) -> bytes:
         if self.profile.faults.wsman_fault:
             raise _FaultReply(soap.ACCESS_DENIED)
-        with self._lock:
-            if len(self._shells) >= MAX_SHELLS:
-                raise _FaultReply(soap.Fault(
-                    "s:Receiver", "w:QuotaLimit",
-                    f"The WS-Management service cannot process the request. This user is allowed "
-                    f"a maximum number of {MAX_SHELLS} concurrent shells, which has been exceeded.",
-                    2150859173,
-                ))
-            shell = _Shell(soap.new_id())
-            self._shells[shell.id] = shell
+        if len(self._shells) >= MAX_SHELLS:
+            raise _FaultReply(soap.Fault(
+                "s:Receiver", "w:QuotaLimit",
+                f"The WS-Management service cannot process the request. This user is allowed "
+                f"a maximum number of {MAX_SHELLS} concurrent shells, which has been exceeded.",
+                2150859173,
+            ))
+        shell = _Shell(soap.new_id())
+        self._shells[shell.id] = shell
         return soap.create_response(request, shell.id, self.endpoint)
 
     def _command(self, request: soap.Request) -> bytes:
@@ -464,41 +535,47 @@ class WsmanServer:
         result = run_command_line(self.profile, line, dt.datetime.now(dt.UTC))
         command = _Command(soap.new_id(), result,
                            time.monotonic() + self.profile.faults.slow_seconds)
-        with self._lock:
-            if len(shell.commands) >= MAX_COMMANDS_PER_SHELL:
-                raise _FaultReply(soap.Fault(
-                    "s:Receiver", "w:QuotaLimit",
-                    "The shell has too many commands that were not cleaned up with Signal.",
-                ))
-            shell.commands[command.id] = command
+        if len(shell.commands) >= MAX_COMMANDS_PER_SHELL:
+            raise _FaultReply(soap.Fault(
+                "s:Receiver", "w:QuotaLimit",
+                "The shell has too many commands that were not cleaned up with Signal.",
+            ))
+        shell.commands[command.id] = command
         return soap.command_response(request, command.id)
 
-    def _receive(self, request: soap.Request) -> bytes:
+    async def _receive(self, request: soap.Request) -> bytes:
         shell = self._shell(request)
         wanted = soap.command_id(request)
-        with self._lock:
-            command = shell.commands.get(wanted or "")
+        command = shell.commands.get(wanted or "")
         if command is None:
             raise _FaultReply(soap.invalid_command(wanted))
         remaining = command.ready_at - time.monotonic()
         if remaining > 0:
             timeout = request.operation_timeout or DEFAULT_OPERATION_TIMEOUT
             if remaining > timeout:
-                self.stopping.wait(timeout)
+                await self._wait_stopping(timeout)
                 raise _FaultReply(soap.TIMED_OUT)
-            if self.stopping.wait(remaining):
+            if await self._wait_stopping(remaining):
                 raise _FaultReply(soap.TIMED_OUT)
         result = command.result
         chunk = self.profile.faults.split_output_bytes or max(1, len(result.stdout))
-        with self._lock:
-            piece = result.stdout[command.sent:command.sent + chunk]
-            command.sent += len(piece)
-            done = command.sent >= len(result.stdout)
+        piece = result.stdout[command.sent:command.sent + chunk]
+        command.sent += len(piece)
+        done = command.sent >= len(result.stdout)
         return soap.receive_response(
             request, command.id, stdout=piece,
             stderr=result.stderr if done else b"",
             exit_code=result.exit_code if done else None,
         )
+
+
+    async def _wait_stopping(self, seconds: float) -> bool:
+        """Wait `seconds` (True at once if the server stops meanwhile)."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
 
 class _FaultReply(Exception):

@@ -1,0 +1,448 @@
+"""One host's facts over the fast WS-Management path: five HTTP requests on one TCP connection.
+
+NTLM with message encryption over http (the lab's and most estates' setting)::
+
+    1. POST, empty body, Authorization: Negotiate <NTLM NEGOTIATE>  → 401 + CHALLENGE
+    2. POST, Authorization: Negotiate <NTLM AUTHENTICATE>, body = Create(shell) sealed with the
+       new context                                                 → 200, sealed ShellId
+    3. POST Command: ONE command line running every fact script the host needs
+       (`agent.factscripts.bundle`)                                → 200, sealed CommandId
+    4. POST Receive (again while the host answers w:TimedOut or the output is not Done)
+                                                                   → 200, sealed output
+    5. POST Delete(shell): drops the shell and its command (no Signal needed)
+
+There is no anonymous first request (the negotiate token goes out at once) and no empty POST
+to finish the handshake (the AUTHENTICATE request carries the Create, as HTTP authentication
+allows). Basic sends its header on every request (4 requests); NTLM over https authenticates the
+same way with channel binding (``tls-server-end-point``) and sends SOAP in the clear inside TLS.
+
+What a hostile host cannot do here: redirect anything (3xx is an ERROR naming the Location; no
+request ever goes anywhere but the inventory's address), feed a plaintext reply into an encrypted
+session (refused), send more than `http.MAX_BODY_BYTES` per reply or `MAX_OUTPUT_BYTES` of output
+(refused while reading), declare entities (refused), or outlive the connect, operation and host
+deadlines (asyncio timeouts; the host deadline is the caller's). Nothing here reads the process
+environment (no proxies, no CA bundle variables; pyspnego only reads its own NTLM tuning
+variables). Failures become the same `ConnectorError`s, with the same messages, as the pywinrm
+path (`agent.connectors.winrm`): both are produced by `agent.connectors.errors.classify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import hashlib
+import ssl
+import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import spnego
+from spnego.channel_bindings import GssChannelBindings
+from winrm.exceptions import (
+    InvalidCredentialsError,
+    WinRMTransportError,
+    WSManFaultError,
+)
+
+from agent.connectors.common import MAX_OUTPUT_BYTES, SCRIPT_FAILURES, Timeouts, script_entries
+from agent.connectors.common import too_much_output as script_too_much_output
+from agent.connectors.errors import ConnectorError, ErrorKind, classify
+from agent.connectors.winrm import _check_policy, _url_host
+from agent.connectors.wsman import soap
+from agent.connectors.wsman.http import (
+    MAX_HEAD_BYTES,
+    Connection,
+    HttpProtocolError,
+    Reply,
+    ReplyTooLarge,
+)
+from agent.factscripts import FactScript, bundle, scripts_for
+from agent.inventory import Host
+
+ENCRYPTION_PROTOCOL: Final = "application/HTTP-SPNEGO-session-encrypted"
+ENCRYPTED_CONTENT_TYPE: Final = (
+    f'multipart/encrypted;protocol="{ENCRYPTION_PROTOCOL}";boundary="Encrypted Boundary"'
+)
+SOAP_CONTENT_TYPE: Final = "application/soap+xml;charset=UTF-8"
+_BOUNDARY: Final = b"--Encrypted Boundary"
+_OCTET: Final = b"\tContent-Type: application/octet-stream\r\n"
+#: Transports and schemes the fast path speaks; everything else goes through pywinrm.
+FAST_TRANSPORTS: Final = frozenset({"ntlm", "basic"})
+
+
+def covers(host: Host) -> bool:
+    """Whether the fast path can read this host (else `agent.connectors.winrm` does).
+
+    NTLM and Basic, over http, or over https with certificate validation (the default).
+    Kerberos, CredSSP, certificate authentication and ``server_cert_validation: ignore`` keep
+    using pywinrm.
+    """
+    c = host.connection
+    return (
+        c.kind == "winrm"
+        and c.winrm_transport in FAST_TRANSPORTS
+        and (c.winrm_scheme == "http" or c.winrm_cert_validation == "validate")
+    )
+
+
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verification as pywinrm does it: the inventory's CA file, else certifi's bundle."""
+    if ca_file is None:
+        try:
+            import certifi
+
+            ca_file = certifi.where()
+        except ImportError:  # pragma: no cover - requests depends on certifi
+            ca_file = None
+    return ssl.create_default_context(cafile=ca_file)
+
+
+_contexts: dict[str | None, ssl.SSLContext] = {}
+
+
+def _context_for(ca_file: str | None) -> ssl.SSLContext:
+    context = _contexts.get(ca_file)
+    if context is None:
+        context = _contexts[ca_file] = _ssl_context(ca_file)
+    return context
+
+
+def _channel_bindings(certificate: bytes) -> GssChannelBindings:
+    """``tls-server-end-point`` bindings (RFC 5929) of the server's certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    algorithm = x509.load_der_x509_certificate(certificate).signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        digest = hashlib.sha256(certificate).digest()
+    else:
+        hasher = hashes.Hash(algorithm)
+        hasher.update(certificate)
+        digest = hasher.finalize()
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest)
+
+
+@functools.cache
+def _nt_hash(password: str) -> str | None:
+    """The NT hash (MD4 of UTF-16LE) of a password, computed once per scan, not once per host."""
+    try:
+        from spnego._ntlm_raw.crypto import ntowfv1
+    except ImportError:  # pragma: no cover - pyspnego moved its private helper
+        return None
+    return bytes(ntowfv1(password)).hex()
+
+
+def _credential(user: str, password: str) -> Any:
+    """pyspnego's credential: the NT hash when it can be precomputed.
+
+    pyspnego would otherwise derive the NT hash (pure-Python MD4) and the LM hash (pure-Python
+    DES, unused by NTLMv2) for every context: most of the client's CPU per host. NTLMv2 needs
+    only the NT hash.
+    """
+    nt_hash = _nt_hash(password)
+    if nt_hash is None:
+        return spnego.Password(username=user, password=password)
+    return spnego.NTLMHash(username=user, nt_hash=nt_hash)
+
+
+class Session:
+    """One host's connection, authentication and (for NTLM over http) message encryption."""
+
+    def __init__(self, host: Host, timeouts: Timeouts) -> None:
+        self.host = host
+        self.where = host.name
+        self.timeouts = timeouts
+        c = host.connection
+        self.transport = c.winrm_transport
+        self.https = c.winrm_scheme == "https"
+        self.encrypted = self.transport == "ntlm" and not self.https
+        self.endpoint = f"{c.winrm_scheme}://{_url_host(host.address)}:{c.port}/wsman"
+        self.read_timeout = timeouts.operation + 10
+        self.connection: Connection | None = None
+        self._context: Any = None
+        self._auth_header: tuple[tuple[str, str], ...] = ()
+        password = c.password.reveal() if c.password is not None else None
+        if not c.user or password is None:
+            raise ConnectorError(
+                ErrorKind.CONFIGURATION,
+                f"{self.transport} authentication needs ansible_user and ansible_password",
+            )
+        self._user = c.user
+        self._password = password
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the TCP (TLS) connection within the connect timeout."""
+        c = self.host.connection
+        context = _context_for(c.winrm_ca_trust_path) if self.https else None
+        try:
+            async with asyncio.timeout(self.timeouts.connect):
+                reader, writer = await asyncio.open_connection(
+                    self.host.address, c.port, ssl=context,
+                    server_hostname=self.host.address if context else None,
+                    limit=MAX_HEAD_BYTES,
+                )
+        except TimeoutError:
+            raise ConnectorError(
+                ErrorKind.TIMED_OUT, f"timed out connecting to {self.where} (--connect-timeout)"
+            ) from None
+        except OSError as exc:
+            raise classify(exc, where=self.where) from None
+        host_header = f"{_url_host(self.host.address)}:{c.port}"
+        self.connection = Connection(reader, writer, host_header)
+
+    def close(self) -> None:
+        """Drop the connection."""
+        if self.connection is not None:
+            self.connection.close()
+
+    # -- one exchange ------------------------------------------------------------------------
+
+    async def _post(self, body: bytes, headers: tuple[tuple[str, str], ...]) -> Reply:
+        assert self.connection is not None
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                return await self.connection.post(body, headers)
+        except TimeoutError:
+            raise classify(TimeoutError(), where=self.where,
+                           read_timeout=self.read_timeout) from None
+        except ReplyTooLarge as exc:
+            raise ConnectorError(ErrorKind.REPLY_TOO_LARGE,
+                                 f"{self.where} sent too large a reply: {exc}") from None
+        except HttpProtocolError as exc:
+            raise ConnectorError(ErrorKind.MALFORMED_REPLY,
+                                 f"{self.where} sent a malformed reply: {exc}") from None
+        except OSError as exc:
+            raise classify(exc, where=self.where) from None
+
+    def _refuse_redirect(self, reply: Reply) -> None:
+        if 300 <= reply.status < 400:
+            location = reply.headers.get("location", "(no Location)").split("\0")[0]
+            raise ConnectorError(
+                ErrorKind.REDIRECT_REFUSED,
+                f"{self.where} answered HTTP {reply.status} redirecting to {location[:200]!r}: "
+                "redirects are never followed (no credentials were sent there)",
+            )
+
+    async def exchange(self, envelope: bytes, mid: str, *, first: bool = False) -> Any:
+        """Send one SOAP message and return the parsed reply (`ConnectorError` on failure)."""
+        if first and self.transport == "ntlm":
+            reply = await self._authenticate(envelope)
+        else:
+            reply = await self._post(*self._framed(envelope))
+        return self._read(reply, mid)
+
+    def _framed(self, envelope: bytes) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        if self.encrypted:
+            return self._seal(envelope), (("Content-Type", ENCRYPTED_CONTENT_TYPE),
+                                          *self._auth_header)
+        return envelope, (("Content-Type", SOAP_CONTENT_TYPE), *self._auth_header)
+
+    async def _authenticate(self, envelope: bytes) -> Reply:
+        """NTLM: NEGOTIATE (empty body), then AUTHENTICATE carrying the first message."""
+        bindings = None
+        if self.https:
+            assert self.connection is not None
+            ssl_object = self.connection.writer.get_extra_info("ssl_object")
+            certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+            if certificate:
+                bindings = _channel_bindings(certificate)
+        self._context = spnego.client(
+            _credential(self._user, self._password), hostname=self.host.address,
+            service="HTTP", protocol="ntlm", channel_bindings=bindings,
+        )
+        negotiate = self._context.step()
+        reply = await self._post(b"", (
+            ("Authorization", f"Negotiate {base64.b64encode(negotiate).decode()}"),))
+        self._refuse_redirect(reply)
+        challenge = None
+        for offer in reply.header_values("www-authenticate"):
+            scheme, _, token = offer.strip().partition(" ")
+            if scheme.lower() in ("negotiate", "ntlm") and token.strip():
+                challenge = token.strip()
+        if reply.status != 401 or challenge is None:
+            raise self._refused() if reply.status == 401 else self._http_error(reply)
+        try:
+            authenticate = self._context.step(base64.b64decode(challenge, validate=True))
+        except Exception:
+            raise ConnectorError(
+                ErrorKind.MALFORMED_REPLY, f"{self.where} sent an unusable NTLM challenge"
+            ) from None
+        body, headers = self._framed(envelope)
+        return await self._post(body, (
+            *headers, ("Authorization", f"Negotiate {base64.b64encode(authenticate).decode()}")))
+
+    # -- framing -----------------------------------------------------------------------------
+
+    def _seal(self, message: bytes) -> bytes:
+        wrapped = bytes(self._context.wrap(message, encrypt=True).data)
+        return (
+            _BOUNDARY + b"\r\n\tContent-Type: " + ENCRYPTION_PROTOCOL.encode()
+            + b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+            + str(len(message)).encode() + b"\r\n" + _BOUNDARY + b"\r\n" + _OCTET
+            + struct.pack("<I", 16) + wrapped + _BOUNDARY + b"--\r\n"
+        )
+
+    def _unseal(self, body: bytes) -> bytes:
+        start, end = _BOUNDARY + b"\r\n", _BOUNDARY + b"--\r\n"
+        header_end = body.find(start, len(start))
+        if not body.startswith(start) or not body.endswith(end) or header_end < 0:
+            raise self._malformed("an encrypted reply is not multipart/encrypted")
+        header = body[len(start):header_end]
+        length_text = header.rpartition(b"Length=")[2].strip()
+        payload = body[header_end + len(start):-len(end)]
+        if not length_text.isdigit() or not payload.startswith(_OCTET):
+            raise self._malformed("an encrypted reply has no length or data part")
+        payload = payload[len(_OCTET):]
+        if len(payload) < 20 or struct.unpack("<I", payload[:4])[0] != 16:
+            raise self._malformed("an encrypted reply has a bad signature")
+        try:
+            message = bytes(self._context.unwrap(payload[4:]).data)
+        except Exception:
+            raise self._malformed("an encrypted reply failed its signature check") from None
+        if len(message) != int(length_text):
+            raise self._malformed("an encrypted reply's length does not match")
+        return message
+
+    # -- replies -----------------------------------------------------------------------------
+
+    def _malformed(self, what: str) -> ConnectorError:
+        return ConnectorError(ErrorKind.MALFORMED_REPLY, f"{self.where} sent a malformed reply: "
+                                                         f"{what}")
+
+    def _refused(self) -> ConnectorError:
+        return classify(InvalidCredentialsError("the specified credentials were rejected"),
+                        where=self.where)
+
+    def _http_error(self, reply: Reply, text: str = "") -> ConnectorError:
+        return classify(WinRMTransportError("http", reply.status, text), where=self.where)
+
+    def _read(self, reply: Reply, mid: str) -> Any:
+        self._refuse_redirect(reply)
+        if reply.status == 401:
+            raise self._refused()
+        body = reply.body
+        if self.encrypted and body:
+            content_type = reply.headers.get("content-type", "")
+            if not content_type.lower().startswith("multipart/encrypted") or (
+                ENCRYPTION_PROTOCOL.lower() not in content_type.lower()
+            ):
+                raise ConnectorError(
+                    ErrorKind.UNENCRYPTED_REPLY,
+                    f"unencrypted reply on an encrypted session from {self.where} "
+                    f"(HTTP {reply.status}): refused, never parsed",
+                )
+            body = self._unseal(body)
+        if reply.status != 200:
+            found = soap.fault(body)
+            if found is None:
+                raise self._http_error(reply, body[:300].decode("utf-8", "replace"))
+            if found.wsman_code == soap.TIMED_OUT_CODE:
+                return None  # a Receive that timed out on the host: poll again
+            raise classify(WSManFaultError(
+                code=reply.status, message="fault", response="", reason=found.reason,
+                fault_code=found.code, fault_subcode=found.subcode,
+                wsman_fault_code=found.wsman_code,
+            ), where=self.where)
+        if self.encrypted and not body:
+            raise ConnectorError(
+                ErrorKind.UNENCRYPTED_REPLY,
+                f"unencrypted reply on an encrypted session from {self.where} "
+                f"(HTTP {reply.status}): refused, never parsed",
+            )
+        try:
+            root = soap.parse(body)
+            soap.check_relates_to(root, mid)
+        except soap.SoapError as exc:
+            raise self._malformed(str(exc)) from None
+        return root
+
+    def use_basic(self) -> None:
+        """Basic: the header goes with every request."""
+        token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
+        self._auth_header = (("Authorization", f"Basic {token}"),)
+
+
+async def gather_facts(host: Host, timeouts: Timeouts) -> dict[str, Any]:
+    """Every fact the host's roles need, read over one connection (`ConnectorError` if none)."""
+    scripts = scripts_for(host.roles)
+    if not scripts:
+        return {}
+    _check_policy(host)
+    session = Session(host, timeouts)
+    await session.connect()
+    try:
+        return await _gather(session, scripts)
+    finally:
+        session.close()
+
+
+async def _gather(session: Session, scripts: Sequence[FactScript]) -> dict[str, Any]:
+    to, timeout = session.endpoint, session.timeouts.operation
+    if session.transport == "basic":
+        session.use_basic()
+    mid = soap.message_id()
+    root = await session.exchange(soap.create(to, mid, timeout), mid, first=True)
+    try:
+        shell = soap.shell_id(root)
+    except soap.SoapError as exc:
+        raise session._malformed(str(exc)) from None
+    facts: dict[str, Any] = {}
+    for group in bundle.plan(scripts):
+        facts.update(await _run_bundle(session, shell, group))
+    mid = soap.message_id()
+    # The shell dies with the connection anyway; a failed Delete changes no fact.
+    with contextlib.suppress(ConnectorError):
+        await session.exchange(soap.delete(to, mid, timeout, shell), mid)
+    return facts
+
+
+async def _run_bundle(
+    session: Session, shell: str, scripts: tuple[FactScript, ...]
+) -> dict[str, Any]:
+    to, timeout, where = session.endpoint, session.timeouts.operation, session.where
+    sent = datetime.now(UTC)
+    mid = soap.message_id()
+    root = await session.exchange(
+        soap.command(to, mid, timeout, shell, bundle.command_line(scripts)), mid)
+    try:
+        command = soap.command_id(root)
+    except soap.SoapError as exc:
+        raise session._malformed(str(exc)) from None
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        mid = soap.message_id()
+        root = await session.exchange(soap.receive(to, mid, timeout, shell, command), mid)
+        if root is None:
+            continue  # w:TimedOut: the command still runs (the host deadline bounds this)
+        try:
+            out, err, code = soap.output(root, command)
+        except soap.SoapError as exc:
+            raise session._malformed(str(exc)) from None
+        stdout += out
+        stderr += err
+        if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
+            return {fact: {"error": script_too_much_output(where, s).message}
+                    for s in scripts for fact in s.facts}
+        if code is not None:
+            break
+    read_at = sent + (datetime.now(UTC) - sent) / 2
+    outcomes = bundle.split_results(scripts, bytes(stdout), bytes(stderr), code)
+    facts: dict[str, Any] = {}
+    for script in scripts:
+        outcome = outcomes[script.name]
+        try:
+            facts.update(script_entries(script, where, outcome.stdout, outcome.stderr,
+                                        outcome.exit_code, read_at))
+        except ConnectorError as exc:
+            if exc.kind not in SCRIPT_FAILURES:
+                raise
+            facts.update({fact: {"error": exc.message} for fact in script.facts})
+    return facts
+
+
+__all__ = ["Session", "covers", "gather_facts"]

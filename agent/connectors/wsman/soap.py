@@ -1,0 +1,204 @@
+"""The four WS-Management messages of the fast path, from string templates, and their replies.
+
+Requests are plain string templates (no XML library on the way out: every value placed in them is
+an id we made, a number, or the command line, which is XML-escaped). Replies are parsed with
+ElementTree after refusing any DOCTYPE or ENTITY declaration, and each reply must relate to the
+MessageID of its request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Final
+from xml.sax.saxutils import escape
+
+NS_S: Final = "http://www.w3.org/2003/05/soap-envelope"
+NS_A: Final = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
+NS_W: Final = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
+NS_RSP: Final = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
+NS_F: Final = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
+RESOURCE_URI: Final = f"{NS_RSP}/cmd"
+ACTION_CREATE: Final = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
+ACTION_DELETE: Final = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete"
+ACTION_COMMAND: Final = f"{NS_RSP}/Command"
+ACTION_RECEIVE: Final = f"{NS_RSP}/Receive"
+STATE_DONE: Final = f"{NS_RSP}/CommandState/Done"
+#: The fault code of a Receive that timed out on the host (poll again).
+TIMED_OUT_CODE: Final = 2150858793
+#: MaxEnvelopeSize asked for: Windows' default MaxEnvelopeSizekb (500) in bytes.
+MAX_ENVELOPE: Final = 512000
+
+_ENVELOPE: Final = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    f'<s:Envelope xmlns:s="{NS_S}" xmlns:a="{NS_A}" xmlns:w="{NS_W}" '
+    'xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd" '
+    f'xmlns:rsp="{NS_RSP}"><s:Header>'
+    "<a:To>{to}</a:To>"
+    '<a:ReplyTo><a:Address s:mustUnderstand="true">'
+    "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:Address></a:ReplyTo>"
+    f'<w:MaxEnvelopeSize s:mustUnderstand="true">{MAX_ENVELOPE}</w:MaxEnvelopeSize>'
+    "<a:MessageID>{message_id}</a:MessageID>"
+    '<w:Locale xml:lang="en-US" s:mustUnderstand="false"/>'
+    '<p:DataLocale xml:lang="en-US" s:mustUnderstand="false"/>'
+    "<w:OperationTimeout>PT{timeout}S</w:OperationTimeout>"
+    f'<w:ResourceURI s:mustUnderstand="true">{RESOURCE_URI}</w:ResourceURI>'
+    '<a:Action s:mustUnderstand="true">{action}</a:Action>'
+    "{extra}</s:Header><s:Body>{body}</s:Body></s:Envelope>"
+)
+_SELECTOR: Final = '<w:SelectorSet><w:Selector Name="ShellId">{shell}</w:Selector></w:SelectorSet>'
+
+
+class SoapError(Exception):
+    """A reply that is not the WS-Management envelope expected (the message says what)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A SOAP fault's parts, as pywinrm reads them."""
+
+    code: str | None
+    subcode: str | None
+    reason: str
+    wsman_code: int | None
+
+
+def message_id() -> str:
+    """A fresh MessageID."""
+    return f"uuid:{str(uuid.uuid4()).upper()}"
+
+
+def _envelope(to: str, mid: str, timeout: int, action: str, extra: str, body: str) -> bytes:
+    return _ENVELOPE.format(to=to, message_id=mid, timeout=timeout, action=action,
+                            extra=extra, body=body).encode("utf-8")
+
+
+def create(to: str, mid: str, timeout: int) -> bytes:
+    """Create a cmd shell (UTF-8 code page, like pywinrm's ``open_shell(codepage=65001)``)."""
+    return _envelope(
+        to, mid, timeout, ACTION_CREATE,
+        '<w:OptionSet><w:Option Name="WINRS_NOPROFILE">FALSE</w:Option>'
+        '<w:Option Name="WINRS_CODEPAGE">65001</w:Option></w:OptionSet>',
+        "<rsp:Shell><rsp:InputStreams>stdin</rsp:InputStreams>"
+        "<rsp:OutputStreams>stdout stderr</rsp:OutputStreams></rsp:Shell>",
+    )
+
+
+def command(to: str, mid: str, timeout: int, shell: str, line: str) -> bytes:
+    """Run one command line in the shell."""
+    return _envelope(
+        to, mid, timeout, ACTION_COMMAND,
+        _SELECTOR.format(shell=escape(shell))
+        + '<w:OptionSet><w:Option Name="WINRS_CONSOLEMODE_STDIN">TRUE</w:Option>'
+        '<w:Option Name="WINRS_SKIP_CMD_SHELL">FALSE</w:Option></w:OptionSet>',
+        f"<rsp:CommandLine><rsp:Command>{escape(line)}</rsp:Command></rsp:CommandLine>",
+    )
+
+
+def receive(to: str, mid: str, timeout: int, shell: str, command_id: str) -> bytes:
+    """Ask for a command's output."""
+    return _envelope(
+        to, mid, timeout, ACTION_RECEIVE, _SELECTOR.format(shell=escape(shell)),
+        f'<rsp:Receive><rsp:DesiredStream CommandId="{escape(command_id)}">stdout stderr'
+        "</rsp:DesiredStream></rsp:Receive>",
+    )
+
+
+def delete(to: str, mid: str, timeout: int, shell: str) -> bytes:
+    """Delete the shell (and with it any command still in it)."""
+    return _envelope(to, mid, timeout, ACTION_DELETE, _SELECTOR.format(shell=escape(shell)), "")
+
+
+def parse(data: bytes) -> ET.Element:
+    """The reply's root element; `SoapError` for entity declarations or malformed XML."""
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise SoapError("the reply declares a DTD or entities (refused, never expanded)")
+    try:
+        root = ET.fromstring(data)  # noqa: S314 - no DTD or entity declaration (checked above)
+    except ET.ParseError as exc:
+        raise SoapError(f"the reply is not well-formed XML ({exc})") from None
+    if root.tag != f"{{{NS_S}}}Envelope":
+        raise SoapError("the reply is not a SOAP envelope")
+    return root
+
+
+def check_relates_to(root: ET.Element, mid: str) -> None:
+    """Refuse a reply that does not answer the request `mid`."""
+    relates = root.findtext(f"{{{NS_S}}}Header/{{{NS_A}}}RelatesTo")
+    if (relates or "").strip() != mid:
+        raise SoapError("the reply does not relate to the request (RelatesTo)")
+
+
+def shell_id(root: ET.Element) -> str:
+    """The ShellId of a Create reply."""
+    for element in root.iter():
+        if element.get("Name") == "ShellId" and element.text and element.text.strip():
+            return element.text.strip()
+    found = root.findtext(f".//{{{NS_RSP}}}ShellId")
+    if found and found.strip():
+        return found.strip()
+    raise SoapError("the Create reply has no ShellId")
+
+
+def command_id(root: ET.Element) -> str:
+    """The CommandId of a Command reply."""
+    found = root.findtext(f"{{{NS_S}}}Body/{{{NS_RSP}}}CommandResponse/{{{NS_RSP}}}CommandId")
+    if not found or not found.strip():
+        raise SoapError("the Command reply has no CommandId")
+    return found.strip()
+
+
+def output(root: ET.Element, wanted: str) -> tuple[bytes, bytes, int | None]:
+    """(stdout, stderr, exit code or None while running) of a Receive reply."""
+    response = root.find(f"{{{NS_S}}}Body/{{{NS_RSP}}}ReceiveResponse")
+    if response is None:
+        raise SoapError("the Receive reply has no ReceiveResponse")
+    out, err = bytearray(), bytearray()
+    for stream in response.iterfind(f"{{{NS_RSP}}}Stream"):
+        if stream.get("CommandId", wanted) != wanted or not stream.text:
+            continue
+        try:
+            data = base64.b64decode(stream.text, validate=True)
+        except (binascii.Error, ValueError):
+            raise SoapError("a Receive stream is not base64") from None
+        if stream.get("Name") == "stdout":
+            out += data
+        elif stream.get("Name") == "stderr":
+            err += data
+    state = response.find(f"{{{NS_RSP}}}CommandState")
+    if state is None or state.get("State") != STATE_DONE:
+        return bytes(out), bytes(err), None
+    code_text = (state.findtext(f"{{{NS_RSP}}}ExitCode") or "").strip()
+    try:
+        code = int(code_text)
+    except ValueError:
+        raise SoapError(f"the exit code {code_text[:20]!r} is not a number") from None
+    return bytes(out), bytes(err), code
+
+
+def fault(data: bytes) -> Fault | None:
+    """The SOAP fault in a reply body, None if the body is not one."""
+    try:
+        root = parse(data)
+    except SoapError:
+        return None
+    element = root.find(f"{{{NS_S}}}Body/{{{NS_S}}}Fault")
+    if element is None:
+        return None
+    detail = element.find(f"{{{NS_S}}}Detail/{{{NS_F}}}WSManFault")
+    wsman_code: int | None = None
+    if detail is not None and detail.get("Code") is not None:
+        try:
+            wsman_code = int(detail.get("Code") or "")
+        except ValueError:
+            wsman_code = None
+    return Fault(
+        code=element.findtext(f"{{{NS_S}}}Code/{{{NS_S}}}Value"),
+        subcode=element.findtext(f"{{{NS_S}}}Code/{{{NS_S}}}Subcode/{{{NS_S}}}Value"),
+        reason=element.findtext(f"{{{NS_S}}}Reason/{{{NS_S}}}Text")
+        or "(no error message in fault)",
+        wsman_code=wsman_code,
+    )

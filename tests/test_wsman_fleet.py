@@ -1,0 +1,71 @@
+"""`FleetRun`: hosts split across processes read what one process reads, and stop on request."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from agent.connectors.common import Timeouts
+from agent.connectors.wsman import FleetRun
+from agent.connectors.wsman.fleet import concurrency
+from agent.facts import HostFacts
+from agent.inventory import load_inventory
+
+pytest.register_assert_rewrite("labfixtures")  # before importing it: its helpers assert
+from labfixtures import LabProcess  # noqa: E402
+
+pytest_plugins = ("labfixtures",)
+pytestmark = pytest.mark.needs_server
+
+UseLab = Callable[[LabProcess], str]
+TIMEOUTS = Timeouts(connect=5, operation=2, host=6)
+
+
+def _collect(run: FleetRun, results: queue.SimpleQueue[HostFacts], count: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for _ in range(count):
+        facts = results.get(timeout=60)  # bounds a failure only
+        out[facts.name] = (facts.error, {k: v for k, v in facts.facts.items() if k != "clock"})
+    return out
+
+
+def test_processes_read_what_one_process_reads(builtin_lab: LabProcess, use_lab: UseLab) -> None:
+    use_lab(builtin_lab)
+    hosts = [h for h in load_inventory(builtin_lab.inventory).hosts
+             if h.name != "portal02.lab.example"]  # the hung host: its deadline only costs time
+    one: queue.SimpleQueue[HostFacts] = queue.SimpleQueue()
+    two: queue.SimpleQueue[HostFacts] = queue.SimpleQueue()
+    single = FleetRun(hosts, TIMEOUTS, one.put, processes=1)
+    split = FleetRun(hosts, TIMEOUTS, two.put, processes=2)
+    single.start()
+    first = _collect(single, one, len(hosts))
+    split.start()
+    second = _collect(split, two, len(hosts))
+    assert first == second
+    assert len(split._children) == 2
+    assert any(error is None for error, _ in first.values())
+
+
+def test_stop_kills_the_processes(fault_labs: dict[str, LabProcess], use_lab: UseLab) -> None:
+    lab = fault_labs["hang"]
+    use_lab(lab)
+    hosts = load_inventory(lab.inventory).hosts  # faulty (hangs) and healthy
+    results: queue.SimpleQueue[HostFacts] = queue.SimpleQueue()
+    run = FleetRun(hosts, Timeouts(connect=5, operation=60, host=600), results.put, processes=2)
+    run.start()
+    healthy = results.get(timeout=60)
+    assert healthy.error is None
+    run.stop()  # kills and reaps them
+    for child in run._children:
+        assert not child.is_alive()
+    assert results.empty()  # the hung host is never reported after stop
+
+
+def test_concurrency_is_bounded_by_file_descriptors() -> None:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert 16 <= concurrency() <= max(16, min(soft, 512))
