@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from agent import __version__
 from agent.errors import AgentError, ExitCode, InputError, Problem
@@ -759,43 +758,12 @@ def history_cmd(db: str | None, inventory_path: str | None, limit: int, fmt: str
     key = str(Path(inventory_path).expanduser().resolve()) if inventory_path else None
     with _open_history(db) as history:
         scans = history.scans(inventory=key, limit=limit)
+    from agent.report.history_view import render_history, scan_document
+
     if fmt == "json":
-        click.echo(json.dumps([_scan_document(s) for s in scans], indent=2))
+        click.echo(json.dumps([scan_document(s) for s in scans], indent=2))
         return
-    console = _table_console()
-    if not scans:
-        console.print(f"no scans recorded in {history.path}", markup=False)
-        return
-    table = Table(title=f"scans in {history.path}")
-    for column in ("id", "started (UTC)", "mode", "inventory", "FAIL", "ERROR", "WAIVED", "exit"):
-        table.add_column(column)
-    for s in scans:
-        table.add_row(
-            str(s.id),
-            s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            s.mode,
-            s.inventory or s.inventory_key,
-            str(s.counts.get("FAIL", 0)),
-            str(s.counts.get("ERROR", 0)),
-            str(s.counts.get("WAIVED", 0)),
-            str(s.exit_code),
-        )
-    console.print(table)
-
-
-def _scan_document(scan: StoredScan) -> dict[str, object]:
-    return {
-        "id": scan.id,
-        "inventory": scan.inventory,
-        "inventory_key": scan.inventory_key,
-        "inventory_digest": scan.inventory_digest,
-        "agent_version": scan.agent_version,
-        "mode": scan.mode,
-        "started_at": scan.started_at.isoformat(),
-        "finished_at": scan.finished_at.isoformat(),
-        "exit_code": scan.exit_code,
-        "counts": scan.counts,
-    }
+    render_history(_table_console(), scans, history.path)
 
 
 @cli.command("diff")
@@ -815,52 +783,12 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
         delta = history.delta(
             old_scan, history.results(new_scan.id), history.host_names(new_scan.id)
         )
-    if fmt == "json":
-        from agent.report.json_report import delta_document
+    from agent.report.history_view import delta_json, render_delta
 
-        document = {
-            "old": _scan_document(old_scan),
-            "new": _scan_document(new_scan),
-            **(delta_document(delta) or {}),
-        }
-        click.echo(json.dumps(document, indent=2))
+    if fmt == "json":
+        click.echo(delta_json(old_scan, new_scan, delta))
         return
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(
-        f"scan {old_scan.id} ({old_scan.started_at:%Y-%m-%d %H:%M:%S} UTC) → "
-        f"scan {new_scan.id} ({new_scan.started_at:%Y-%m-%d %H:%M:%S} UTC)",
-        markup=False,
-    )
-    console.print(f"inventory: {new_scan.inventory or new_scan.inventory_key}", markup=False)
-    if new_scan.scope:
-        console.print(f"scope: {new_scan.scope}", markup=False)
-    if (old_scan.inventory_key, old_scan.scope) != (new_scan.inventory_key, new_scan.scope):
-        console.print(
-            "warning: the two scans are of different inventories or scopes "
-            f"({old_scan.inventory or old_scan.inventory_key} {old_scan.scope}".rstrip()
-            + ")",
-            style="yellow",
-            markup=False,
-        )
-    for title, items in (
-        ("New failures", delta.new_failures),
-        ("Fixed", delta.fixed),
-        ("Still failing", delta.still_failing),
-        ("New errors", delta.new_errors),
-        ("Newly waived", delta.newly_waived),
-    ):
-        console.print(f"{title} ({len(items)})", style="bold", markup=False)
-        for item in items:
-            before = item.before.value if item.before else "absent"
-            after = item.after.value if item.after else "absent"
-            console.print(f"  {item.target}  {item.check_id}  {before} → {after}", markup=False)
-    for title, hosts in (
-        ("Hosts added", delta.hosts_added),
-        ("Hosts removed", delta.hosts_removed),
-    ):
-        console.print(f"{title} ({len(hosts)})", style="bold", markup=False)
-        for host in hosts:
-            console.print(f"  {host}", markup=False)
+    render_delta(Console(highlight=False, soft_wrap=True), old_scan, new_scan, delta)
 
 
 def _pick_scans(
@@ -917,7 +845,7 @@ def inventory_cmd(fmt: str) -> None:
     vault value it needs cannot be decrypted. Hosts without an MFA role are listed with a
     warning: a scan checks nothing on them.
     """
-    from agent.inventory_view import inventory_document, render_inventory
+    from agent.report.inventory_view import inventory_document, render_inventory
 
     inventory = _load_given_inventory(_inventory_args())
     missing = inventory.missing_secrets()
@@ -936,8 +864,8 @@ def inventory_cmd(fmt: str) -> None:
 )
 def checks_cmd(fmt: str) -> None:
     """List the check catalogue: id, severity, roles, title and the guidance each enforces."""
-    from agent.catalogue_view import catalogue_document, render_catalogue
     from agent.registry import load_catalogue
+    from agent.report.catalogue_view import catalogue_document, render_catalogue
 
     catalogue = load_catalogue()
     if fmt == "json":

@@ -22,7 +22,7 @@ def _imported_by(code: str) -> list[str]:
 
 
 def test_the_inventory_package_imports_no_transport() -> None:
-    assert _imported_by("import agent.inventory, agent.inventory_view") == []
+    assert _imported_by("import agent.inventory, agent.report.inventory_view") == []
 
 
 def test_the_inventory_command_imports_no_transport() -> None:
