@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
+from agent.connectors.directory import read_directory
 from agent.connectors.errors import ConnectorError
-from agent.connectors.ldap import read_directory
 from agent.engine import evaluate, select_checks
 from agent.errors import InputError, Problem
 from agent.facts import DirectoryView, Fleet, HostError, HostFacts

@@ -52,7 +52,7 @@ import ldap3
 import pytest
 from conftest import require_or_fail
 
-from agent.connectors.ldap import rid_of, sid_text
+from agent.connectors.directory import rid_of, sid_text
 from agent.inventory import DirectorySettings, Secret
 from agent.lab.samba import SambaDC, SambaError
 

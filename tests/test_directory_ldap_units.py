@@ -19,17 +19,15 @@ import pytest
 from pytest_mock import MockerFixture
 
 from agent.connectors import ldap as ldap_connector
-from agent.connectors.errors import ConnectorError, ErrorKind
-from agent.connectors.ldap import (
-    _PAGED_RESULTS,
+from agent.connectors.directory import (
     AccountLookup,
     DomainNames,
     account_filter,
     account_lookup,
-    connect,
     domain_of,
-    paged_search,
 )
+from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.ldap import _PAGED_RESULTS, connect, paged_search
 from agent.inventory import DirectorySettings, Secret
 
 # -- account_filter ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sambafixtures import (
 )
 from test_directory_samba_checks import EXISTS, HEALTHY, MEMBERS, MEMBERSHIP, scan
 
-from agent.connectors.ldap import IN_CHAIN
+from agent.connectors.directory import IN_CHAIN
 from agent.inventory import DirectorySettings
 from agent.model import Status
 from agent.roles import DIRECTORY_TARGET

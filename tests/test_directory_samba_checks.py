@@ -26,14 +26,9 @@ from sambafixtures import (
     samba_lab,
 )
 
-from agent.connectors import ldap as ldap_connector
-from agent.connectors.ldap import (
-    IN_CHAIN,
-    DomainNames,
-    connect,
-    read_directory,
-    read_domain_names,
-)
+from agent.connectors import directory as directory_connector
+from agent.connectors.directory import IN_CHAIN, DomainNames, read_directory, read_domain_names
+from agent.connectors.ldap import connect
 from agent.engine import evaluate
 from agent.facts import DirectoryView, Fleet, HostFacts
 from agent.inventory import DirectorySettings, Secret
@@ -288,7 +283,7 @@ def test_the_directorys_own_domain_names_are_read_once_from_the_configuration(
         assert read_domain_names(conn, below) == DomainNames("lab.example", "LAB")
     finally:
         conn.unbind()
-    names = mocker.spy(ldap_connector, "read_domain_names")
+    names = mocker.spy(directory_connector, "read_domain_names")
     read_directory(settings, ["LAB\\svc-adfs", "OTHERDOM\\svc-adfs", "svc-adfs@lab.example"])
     assert names.call_count == 1
 

@@ -25,8 +25,9 @@ from sambafixtures import (
     samba_lab,
 )
 
+from agent.connectors.directory import read_directory
 from agent.connectors.errors import ConnectorError, ErrorKind
-from agent.connectors.ldap import connect, paged_search, read_directory
+from agent.connectors.ldap import connect, paged_search
 from agent.inventory import DirectorySettings
 
 __all__ = ["kerberos_env", "ldap_settings", "samba_lab"]  # fixtures, used by name

@@ -17,8 +17,9 @@ from pytest_mock import MockerFixture
 from sambafixtures import GROUP, SambaLab, ldap_settings, samba_lab
 
 from agent.connectors import ldap as ldap_connector
+from agent.connectors.directory import read_directory
 from agent.connectors.errors import ConnectorError, ErrorKind
-from agent.connectors.ldap import connect, paged_search, read_directory
+from agent.connectors.ldap import connect, paged_search
 from agent.inventory import DirectorySettings, Secret
 
 __all__ = ["ldap_settings", "samba_lab"]  # fixtures, used by name
