@@ -25,6 +25,11 @@ SCRIPT_FAILURES = frozenset(
 )
 
 
+#: Largest HTTP reply read from a WinRM host, by either WinRM client. pywinrm asks for envelopes
+#: of at most 150 KiB (MaxEnvelopeSize 153600), the fast client for 500 KiB, Windows' own ceiling;
+#: anything past this is hostile.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+
 #: Most output one fact script may print (it prints a few KiB): a host streaming more is not
 #: answering the script, and must not exhaust the agent's memory.
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024

@@ -40,6 +40,7 @@ from winrm.exceptions import WinRMError
 from winrm.protocol import Protocol
 from winrm.transport import Transport
 
+from agent.connectors.common import MAX_REPLY_BYTES
 from agent.connectors.errors import (
     ConnectorError,
     ErrorKind,
@@ -52,9 +53,6 @@ from agent.connectors.replies import check_reply
 
 log = logging.getLogger(__name__)
 
-#: Largest HTTP reply read from a WinRM host. pywinrm asks for envelopes of at most 150 KiB
-#: (MaxEnvelopeSize 153600); Windows' own ceiling is 500 KiB. Anything past this is hostile.
-MAX_REPLY_BYTES: Final = 4 * 1024 * 1024
 _CHUNK: Final = 64 * 1024
 
 

@@ -14,10 +14,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Final
 
+from agent.connectors.common import MAX_REPLY_BYTES
+
 #: Longest status line plus headers read from a reply.
 MAX_HEAD_BYTES: Final = 64 * 1024
-#: Longest reply body read (the client asks for 512,000-byte envelopes; encryption adds little).
-MAX_BODY_BYTES: Final = 1024 * 1024
+#: Longest reply body read: the same bound as the pywinrm path's.
+MAX_BODY_BYTES: Final = MAX_REPLY_BYTES
 
 
 class HttpProtocolError(Exception):
@@ -100,6 +102,11 @@ class Connection:
     async def _read_body(self, status: int, headers: dict[str, str]) -> bytes:
         if status in (204, 304) or 100 <= status < 200:
             return b""
+        coding = headers.get("content-encoding", "identity").strip().lower()
+        if coding != "identity":  # never asked for: nothing is decompressed, nothing expands
+            raise HttpProtocolError(
+                f"a compressed reply (Content-Encoding {coding[:40]!r}) that was not asked for"
+            )
         encoding = headers.get("transfer-encoding")
         if encoding is not None:
             if encoding.lower() != "chunked":

@@ -47,9 +47,24 @@ from winrm.exceptions import (
     WSManFaultError,
 )
 
-from agent.connectors.common import MAX_OUTPUT_BYTES, SCRIPT_FAILURES, Timeouts, script_entries
+from agent.connectors.common import (
+    MAX_OUTPUT_BYTES,
+    MAX_REPLY_BYTES,
+    SCRIPT_FAILURES,
+    Timeouts,
+    script_entries,
+)
 from agent.connectors.common import too_much_output as script_too_much_output
-from agent.connectors.errors import ConnectorError, ErrorKind, classify
+from agent.connectors.errors import (
+    ConnectorError,
+    ErrorKind,
+    classify,
+    malformed_reply,
+    redirect_refused,
+    reply_too_large,
+    unencrypted_reply,
+)
+from agent.connectors.replies import EXPECTED, check_reply
 from agent.connectors.winrm import _check_policy, _url_host
 from agent.connectors.wsman import soap
 from agent.connectors.wsman.http import (
@@ -210,23 +225,16 @@ class Session:
         except TimeoutError:
             raise classify(TimeoutError(), where=self.where,
                            read_timeout=self.read_timeout) from None
-        except ReplyTooLarge as exc:
-            raise ConnectorError(ErrorKind.REPLY_TOO_LARGE,
-                                 f"{self.where} sent too large a reply: {exc}") from None
+        except ReplyTooLarge:
+            raise reply_too_large(self.where, MAX_REPLY_BYTES) from None
         except HttpProtocolError as exc:
-            raise ConnectorError(ErrorKind.MALFORMED_REPLY,
-                                 f"{self.where} sent a malformed reply: {exc}") from None
+            raise malformed_reply(self.where, str(exc)) from None
         except OSError as exc:
             raise classify(exc, where=self.where) from None
 
     def _refuse_redirect(self, reply: Reply) -> None:
         if 300 <= reply.status < 400:
-            location = reply.headers.get("location", "(no Location)").split("\0")[0]
-            raise ConnectorError(
-                ErrorKind.REDIRECT_REFUSED,
-                f"{self.where} answered HTTP {reply.status} redirecting to {location[:200]!r}: "
-                "redirects are never followed (no credentials were sent there)",
-            )
+            raise redirect_refused(self.where, reply.status, reply.headers.get("location"))
 
     async def exchange(self, envelope: bytes, mid: str, *, first: bool = False) -> Any:
         """Send one SOAP message and return the parsed reply (`ConnectorError` on failure)."""
@@ -311,8 +319,7 @@ class Session:
     # -- replies -----------------------------------------------------------------------------
 
     def _malformed(self, what: str) -> ConnectorError:
-        return ConnectorError(ErrorKind.MALFORMED_REPLY, f"{self.where} sent a malformed reply: "
-                                                         f"{what}")
+        return malformed_reply(self.where, what)
 
     def _refused(self) -> ConnectorError:
         return classify(InvalidCredentialsError("the specified credentials were rejected"),
@@ -331,12 +338,16 @@ class Session:
             if not content_type.lower().startswith("multipart/encrypted") or (
                 ENCRYPTION_PROTOCOL.lower() not in content_type.lower()
             ):
-                raise ConnectorError(
-                    ErrorKind.UNENCRYPTED_REPLY,
-                    f"unencrypted reply on an encrypted session from {self.where} "
-                    f"(HTTP {reply.status}): refused, never parsed",
-                )
+                if reply.status >= 400:
+                    raise ConnectorError(
+                        ErrorKind.HTTP_ERROR,
+                        f"{self.where} answered HTTP {reply.status} with an unencrypted body on "
+                        "an encrypted session (not read)",
+                    )
+                raise unencrypted_reply(self.where)
             body = self._unseal(body)
+        check_reply(body, where=self.where, status=reply.status,
+                    content_type=None if self.encrypted else reply.headers.get("content-type"))
         if reply.status != 200:
             found = soap.fault(body)
             if found is None:
@@ -349,11 +360,7 @@ class Session:
                 wsman_fault_code=found.wsman_code,
             ), where=self.where)
         if self.encrypted and not body:
-            raise ConnectorError(
-                ErrorKind.UNENCRYPTED_REPLY,
-                f"unencrypted reply on an encrypted session from {self.where} "
-                f"(HTTP {reply.status}): refused, never parsed",
-            )
+            raise unencrypted_reply(self.where)
         try:
             root = soap.parse(body)
             soap.check_relates_to(root, mid)
@@ -389,8 +396,8 @@ async def _gather(session: Session, scripts: Sequence[FactScript]) -> dict[str, 
     root = await session.exchange(soap.create(to, mid, timeout), mid, first=True)
     try:
         shell = soap.shell_id(root)
-    except soap.SoapError as exc:
-        raise session._malformed(str(exc)) from None
+    except soap.SoapError:
+        raise session._malformed(EXPECTED["open_shell"]) from None
     facts: dict[str, Any] = {}
     for group in bundle.plan(scripts):
         facts.update(await _run_bundle(session, shell, group))
@@ -411,8 +418,8 @@ async def _run_bundle(
         soap.command(to, mid, timeout, shell, bundle.command_line(scripts)), mid)
     try:
         command = soap.command_id(root)
-    except soap.SoapError as exc:
-        raise session._malformed(str(exc)) from None
+    except soap.SoapError:
+        raise session._malformed(EXPECTED["run_command"]) from None
     stdout, stderr = bytearray(), bytearray()
     while True:
         mid = soap.message_id()
@@ -421,8 +428,8 @@ async def _run_bundle(
             continue  # w:TimedOut: the command still runs (the host deadline bounds this)
         try:
             out, err, code = soap.output(root, command)
-        except soap.SoapError as exc:
-            raise session._malformed(str(exc)) from None
+        except soap.SoapError:
+            raise session._malformed(EXPECTED["get_command_output"]) from None
         stdout += out
         stderr += err
         if len(stdout) + len(stderr) > MAX_OUTPUT_BYTES:
