@@ -22,7 +22,6 @@ import pytest
 
 from agent.connectors.common import Timeouts
 from agent.connectors.errors import ErrorKind
-from agent.connectors.wsman import http as wsman_http
 from agent.connectors.wsman.fleet import read_host
 from agent.facts import HostFacts
 from agent.inventory import Host, load_inventory
