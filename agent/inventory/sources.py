@@ -22,11 +22,9 @@ from agent.inventory.ini import parse_ini
 from agent.inventory.jsonlist import is_list_output, parse_list_output
 from agent.inventory.parse import Tree, parse_tree
 from agent.inventory.vault import (
-    VAULT_OPTIONS,
-    NoPassword,
-    VaultFormatError,
+    VaultFileError,
     VaultKeys,
-    WrongPassword,
+    decrypt_file,
     is_vault_text,
 )
 from agent.inventory.yamlload import SourceFile, YamlMap, parse_source_text, read_file
@@ -133,14 +131,7 @@ def _read_one(path: Path, tree: Tree, sources: Sources, keys: VaultKeys) -> None
 
 def _decrypt(path: Path, text: str, keys: VaultKeys, sources: Sources) -> str | None:
     try:
-        return keys.decrypt(text).decode("utf-8")
-    except NoPassword:
-        message = f"is vault-encrypted and no vault password was given: use {VAULT_OPTIONS}"
-    except WrongPassword:
-        message = "is vault-encrypted and no vault password given decrypts it"
-    except VaultFormatError as exc:
-        message = f"is not a valid vault file: {exc}"
-    except UnicodeDecodeError:
-        message = "decrypts to text that is not UTF-8"
-    sources.problems.append(Problem(str(path), message))
-    return None
+        return decrypt_file(keys, text)
+    except VaultFileError as exc:
+        sources.problems.append(Problem(str(path), str(exc)))
+        return None

@@ -17,11 +17,9 @@ from agent.errors import Problem
 from agent.inventory.model import Location
 from agent.inventory.parse import VarDef, Vars
 from agent.inventory.vault import (
-    VAULT_OPTIONS,
-    NoPassword,
-    VaultFormatError,
+    VaultFileError,
     VaultKeys,
-    WrongPassword,
+    decrypt_file,
     is_vault_text,
 )
 from agent.inventory.yamlload import Parsed, SourceFile, YamlMap, parse_source_text, read_source
@@ -118,20 +116,12 @@ class _Reader:
             source.parsed = parse_source_text(text, path)
             return None
         try:
-            plain = self.keys.decrypt(text).decode("utf-8")
-        except NoPassword:
-            message = f"is vault-encrypted and no vault password was given: use {VAULT_OPTIONS}"
-        except WrongPassword:
-            message = "is vault-encrypted and no vault password given decrypts it"
-        except VaultFormatError as exc:
-            message = f"is not a valid vault file: {exc}"
-        except UnicodeDecodeError:
-            message = "decrypts to text that is not UTF-8"
-        else:
-            source.parsed = parse_source_text(plain, path)
-            return text
-        source.parsed = Parsed(None, [Problem(str(path), message)])
-        return None
+            plain = decrypt_file(self.keys, text)
+        except VaultFileError as exc:
+            source.parsed = Parsed(None, [Problem(str(path), str(exc))])
+            return None
+        source.parsed = parse_source_text(plain, path)
+        return text
 
     def read(self, path: Path, owner: str, group: str | None) -> Vars:
         source = read_source(path)

@@ -158,6 +158,25 @@ class VaultKeys:
         raise WrongPassword
 
 
+class VaultFileError(Exception):
+    """A wholly vault-encrypted file that cannot be opened; the message completes "FILE …"."""
+
+
+def decrypt_file(keys: VaultKeys, text: str) -> str:
+    """The plaintext of a wholly vault-encrypted file, or `VaultFileError` saying why not."""
+    try:
+        return keys.decrypt(text).decode("utf-8")
+    except NoPassword:
+        message = f"is vault-encrypted and no vault password was given: use {VAULT_OPTIONS}"
+    except WrongPassword:
+        message = "is vault-encrypted and no vault password given decrypts it"
+    except VaultFormatError as exc:
+        message = f"is not a valid vault file: {exc}"
+    except UnicodeDecodeError:
+        message = "decrypts to text that is not UTF-8"
+    raise VaultFileError(message)
+
+
 def _password_problem(where: str, message: str) -> InputError:
     return InputError(Problem(where, message, key="vault password"))
 
