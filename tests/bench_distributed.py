@@ -26,18 +26,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import labfixtures
 from celeryfixtures import Worker, running_redis, start_worker
-from labfixtures import PASSWORD_ENV, REPO, Report, clean_environment, running_lab
-
-from agent.lab import builtin_profiles_dir
-
-TEMPLATES = ("adfs01", "portal01", "sync01")
-TICKS = os.sysconf("SC_CLK_TCK")
+from labfixtures import (
+    PASSWORD_ENV,
+    REPO,
+    Report,
+    clean_environment,
+    process_cpu,
+    running_lab,
+    write_bench_profiles,
+)
 
 
 @dataclass(frozen=True)
@@ -58,35 +59,12 @@ class Run:
         return self.scan_cpu + self.worker_cpu + self.redis_cpu
 
 
-def write_profiles(directory: Path, count: int) -> None:
-    """`count` healthy host profiles on 127.0.2.1 … (250 per /24), and the lab's _lab.yaml."""
-    builtin = builtin_profiles_dir()
-    templates = [yaml.safe_load((builtin / f"{name}.yaml").read_text()) for name in TEMPLATES]
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "_lab.yaml").write_text((builtin / "_lab.yaml").read_text())
-    for index in range(count):
-        template = templates[index % len(templates)]
-        kind = template["name"].split(".")[0].rstrip("0123456789")
-        profile = {
-            **template,
-            "name": f"{kind}-{index:04d}.bench.example",
-            "address": f"127.0.{2 + index // 250}.{1 + index % 250}",
-        }
-        (directory / f"{index:04d}.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
-
-
-def cpu_of(pid: int) -> float:
-    """User + system CPU seconds of a running process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def scan(label: str, inventory: Path, args: list[str], workers: list[Worker],
          redis_pid: int) -> Run:
     """One scan through the command line, with the CPU of every party."""
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before_workers = sum(cpu_of(w.process.pid) for w in workers)
-    before_redis = cpu_of(redis_pid)
+    before_workers = sum(process_cpu(w.process.pid) for w in workers)
+    before_redis = process_cpu(redis_pid)
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "agent", "scan", "-i", str(inventory), "--no-history",
@@ -102,8 +80,8 @@ def scan(label: str, inventory: Path, args: list[str], workers: list[Worker],
     report = Report.parse(result.stdout)
     failed = sum(1 for name in report.hosts if report.error(name))
     return Run(label, seconds, scan_cpu,
-               sum(cpu_of(w.process.pid) for w in workers) - before_workers,
-               cpu_of(redis_pid) - before_redis, failed, result.returncode)
+               sum(process_cpu(w.process.pid) for w in workers) - before_workers,
+               process_cpu(redis_pid) - before_redis, failed, result.returncode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="mfa-agent-bench-celery-") as temporary:
         root = Path(temporary)
-        write_profiles(root / "profiles", args.hosts)
+        write_bench_profiles(root / "profiles", args.hosts)
         started = time.perf_counter()
         with running_lab(root / "lab", "--profiles", str(root / "profiles")) as lab, \
                 running_redis(root / "redis") as redis:

@@ -44,13 +44,16 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import labfixtures
-from labfixtures import PASSWORD_ENV, LabProcess, clean_environment, running_lab
+from labfixtures import (
+    PASSWORD_ENV,
+    LabProcess,
+    clean_environment,
+    process_cpu,
+    running_lab,
+    write_bench_profiles,
+)
 
 from agent.factscripts import scripts_for
-from agent.lab import builtin_profiles_dir
-
-TEMPLATES = ("adfs01", "portal01", "sync01")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -67,31 +70,6 @@ class Run:
     failed: int
 
 
-def address(index: int) -> str:
-    """The loopback address of bench host `index` (0-based): 127.10.0.1, … up to 62,500 hosts."""
-    return f"127.{10 + index // 62500}.{(index // 250) % 250}.{index % 250 + 1}"
-
-
-def write_profiles(directory: Path, count: int) -> None:
-    """`count` healthy host profiles from the built-in lab, and its _lab.yaml."""
-    builtin = builtin_profiles_dir()
-    templates = [yaml.safe_load((builtin / f"{name}.yaml").read_text()) for name in TEMPLATES]
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "_lab.yaml").write_text((builtin / "_lab.yaml").read_text())
-    for index in range(count):
-        template = templates[index % len(templates)]
-        kind = template["name"].split(".")[0].rstrip("0123456789")
-        profile = {**template, "name": f"{kind}-{index + 1:05d}.bench.example",
-                   "address": address(index)}
-        (directory / f"{index:05d}.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
-
-
-def lab_cpu(pid: int) -> float:
-    """CPU seconds (user + system) the lab process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def total_requests(lab: LabProcess) -> int:
     return sum(counts.get("requests", 0) for counts in lab.stats(timeout=60).values())
 
@@ -99,7 +77,7 @@ def total_requests(lab: LabProcess) -> int:
 def measure(lab: LabProcess, engine: str, setting: str, argv: list[str],
             env: dict[str, str]) -> Run:
     """Run one engine as a child process; its wall time, CPU and peak RSS from wait4."""
-    before, lab_before = total_requests(lab), lab_cpu(lab.pid)
+    before, lab_before = total_requests(lab), process_cpu(lab.pid)
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL)
@@ -108,7 +86,7 @@ def measure(lab: LabProcess, engine: str, setting: str, argv: list[str],
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    lab_seconds = lab_cpu(lab.pid) - lab_before
+    lab_seconds = process_cpu(lab.pid) - lab_before
     requests = total_requests(lab) - before
     return Run(engine, setting, seconds, usage.ru_utime + usage.ru_stime,
                usage.ru_maxrss / 1024, requests, lab_seconds, failures(engine, text))
@@ -236,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for count in (int(c) for c in args.hosts.split(",")):
         with tempfile.TemporaryDirectory(prefix="mfa-agent-bench-") as temporary:
             root = Path(temporary)
-            write_profiles(root / "profiles", count)
+            write_bench_profiles(root / "profiles", count)
             for latency in (float(x) for x in args.latency.split(",")):
                 with running_lab(root / f"lab-{latency}", "--profiles", str(root / "profiles"),
                                  "--latency", str(latency), "--scheme", args.scheme) as lab:

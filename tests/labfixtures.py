@@ -509,6 +509,41 @@ class Relay:
             sock.close()
 
 
+# -- benchmark fleets ---------------------------------------------------------------------------
+
+#: Built-in profiles a benchmark fleet is made of, in turn.
+BENCH_TEMPLATES: Final = ("adfs01", "portal01", "sync01")
+
+
+def bench_address(index: int) -> str:
+    """The loopback address of bench host `index` (0-based): 127.10.0.1, … up to 62,500 hosts."""
+    return f"127.{10 + index // 62500}.{(index // 250) % 250}.{index % 250 + 1}"
+
+
+def write_bench_profiles(directory: Path, count: int) -> None:
+    """`count` healthy host profiles copied from the built-in lab, and its _lab.yaml."""
+    from agent.lab import builtin_profiles_dir
+
+    builtin = builtin_profiles_dir()
+    templates = [
+        yaml.safe_load((builtin / f"{name}.yaml").read_text()) for name in BENCH_TEMPLATES
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "_lab.yaml").write_text((builtin / "_lab.yaml").read_text())
+    for index in range(count):
+        template = templates[index % len(templates)]
+        kind = template["name"].split(".")[0].rstrip("0123456789")
+        profile = {**template, "name": f"{kind}-{index + 1:05d}.bench.example",
+                   "address": bench_address(index)}
+        (directory / f"{index:05d}.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- run as a script: the lab server, with request counters ------------------------------------
 
 
