@@ -21,11 +21,14 @@ receives it later finds the claim taken and does not read the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -102,6 +105,8 @@ class _Run:
     #: even if a busy worker is slow to answer the probe itself.
     active_workers: set[str] = field(default_factory=set)
     active_zones: set[str] = field(default_factory=set)
+    #: Set by Ctrl-C (`_deferred_interrupt`): the loops stop at their next check.
+    interrupted: threading.Event = field(default_factory=threading.Event)
 
     def record(self, facts: HostFacts, notes: tuple[str, ...] = ()) -> None:
         if facts.name in self.results:
@@ -161,8 +166,9 @@ class ZoneGather:
     ) -> Gathered:
         run = _Run(list(hosts), on_done)
         try:
-            self._dispatch(run, options)
-            self._collect(run, options)
+            with _deferred_interrupt(run.interrupted):
+                self._dispatch(run, options)
+                self._collect(run, options)
         except KeyboardInterrupt:
             self._cancel(run, "scan interrupted before this host was read",
                          ErrorKind.INTERRUPTED.value)
@@ -177,6 +183,8 @@ class ZoneGather:
 
     def _dispatch(self, run: _Run, options: GatherOptions) -> None:
         for host in run.hosts:
+            if run.interrupted.is_set():
+                raise KeyboardInterrupt
             if not host.roles:  # nothing to read, as in a local scan: not even sent
                 run.record(HostFacts(host.name, host.roles, host.address, host.declared, {}))
                 continue
@@ -211,8 +219,8 @@ class ZoneGather:
                 self._probe(run)
                 next_probe = time.monotonic() + PROBE_INTERVAL
             self._expire(run, options, now)
-            if run.pending:
-                time.sleep(POLL_INTERVAL)
+            if run.interrupted.is_set() or (run.pending and run.interrupted.wait(POLL_INTERVAL)):
+                raise KeyboardInterrupt
 
     def _poll(self, run: _Run) -> None:
         """Collect the replies that arrived, and who claimed what."""
@@ -355,3 +363,21 @@ def _password(url: str) -> str | None:
         return urlsplit(url).password
     except ValueError:
         return None
+
+
+@contextlib.contextmanager
+def _deferred_interrupt(flag: threading.Event) -> Iterator[None]:
+    """Ctrl-C sets `flag` instead of raising wherever the main thread happens to be.
+
+    Celery's and redis' objects run code in ``__del__``; a KeyboardInterrupt raised there is
+    swallowed ("Exception ignored in ...") and the scan would go on as if nothing happened. The
+    dispatch loops check `flag` and raise at a point where it is handled.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
