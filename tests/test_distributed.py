@@ -337,9 +337,12 @@ def test_a_task_delivered_twice_reads_its_host_once(
     assert worker.text().count(f"Task {TASK_NAME}[{task_id}] ignored") == 1
 
 
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
 def test_broker_lost_mid_scan_reports_the_hosts_not_read(
-    builtin_lab: LabProcess, tmp_path: Path
+    builtin_lab: LabProcess, tmp_path: Path, fault: str
 ) -> None:
+    """A broker that dies, or stops answering (SIGSTOP), mid-scan: every host not read is
+    reported, and the scan ends (a frozen broker within `BROKER_SOCKET_TIMEOUT`)."""
     zone = "nobody"
     inventory = zoned(builtin_lab, tmp_path / "nobody.yaml", zone=zone)
     with running_redis(tmp_path / "redis") as lost:
@@ -353,11 +356,18 @@ def test_broker_lost_mid_scan_reports_the_hosts_not_read(
         client: Any = lost.client()
         try:
             wait_for(lambda: client.llen(f"mfa-agent.{zone}") == len(PORTALS), "the dispatch")
-            lost.process.kill()
+            # The coordinator polls: it holds no pub/sub subscription that would reconnect, with
+            # retries, from a finaliser once the broker is gone.
+            assert client.pubsub_channels() == [] and client.pubsub_numpat() == 0
+            if fault == "killed":
+                lost.process.kill()
+            else:
+                lost.process.send_signal(signal.SIGSTOP)
             out, err = process.communicate(timeout=120)
         finally:
             if process.poll() is None:
                 process.kill()
+            lost.process.kill()
     report = Report.parse(out)
     assert process.returncode in (1, 2), err  # the scan completed and reported
     for name in PORTALS:
@@ -413,7 +423,9 @@ def test_signed_messages_only_from_trusted_parties(
     builtin_lab: LabProcess, broker: RedisServer, password: str, tmp_path: Path,
 ) -> None:
     """With signing on, a worker reads for a trusted coordinator only (in processes of their
-    own: Celery's signing setup changes serializer registries process-wide)."""
+    own: Celery's signing setup changes serializer registries process-wide). The worker is alive
+    and consumes the zone, but refuses every task of the others: no host of the zone is started
+    within --zone-timeout."""
     from celeryfixtures import write_signing_identity
 
     trust = tmp_path / "trust"
@@ -430,7 +442,7 @@ def test_signed_messages_only_from_trusted_parties(
         result = subprocess.run(
             [sys.executable, "-m", "agent", "scan", "-i", str(inventory), "--broker", broker.url,
              "--limit", "portal01.lab.example", "--no-history", "--format", "json",
-             *FAST_TIMEOUTS],
+             "--zone-timeout", "15", *FAST_TIMEOUTS],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
         )
         return Report.parse(result.stdout)

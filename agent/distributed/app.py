@@ -9,6 +9,11 @@
   should the first worker start it after all, the task's claim (`claim_key`, Redis SET NX) lets
   only one of them read the host.
 * Results expire after `RESULT_EXPIRES`; task arguments are not stored with them.
+* Every socket to the broker has a timeout (`BROKER_SOCKET_TIMEOUT`): a broker that stops
+  answering is an error the scan reports.
+* Workers say they are alive with a key they renew (`alive_key`), not through Celery's control
+  broadcasts: the coordinator reads it with plain Redis commands, each bounded by the socket
+  timeout, where kombu's publish with ``retry=True`` retries a lost broker forever.
 * Optional message signing (`SIGNING_VARIABLES`): Celery's ``auth`` serializer signs every task
   and control message, and only messages signed by a trusted certificate are accepted.
 
@@ -32,6 +37,11 @@ if TYPE_CHECKING:
 VISIBILITY_TIMEOUT: Final = 30
 #: Seconds a result stays on the broker for the coordinator to collect.
 RESULT_EXPIRES: Final = 6 * 3600
+#: Seconds a broker may take to accept a connection or answer one command, for the coordinator
+#: and the workers alike: a broker that stops answering (frozen, partitioned) is then an error
+#: the scan reports, not a wait without end (redis-py retries a timed-out command 3 times, so
+#: a frozen broker is given up after about 4 times this).
+BROKER_SOCKET_TIMEOUT: Final = 5
 #: Redis key a worker sets (SET NX) before reading a host: the first claim wins, so a message
 #: delivered twice is read once; the coordinator claims a task itself to cancel it.
 CLAIM_PREFIX: Final = "mfa-agent:claim:"
@@ -40,9 +50,23 @@ CANCELLED: Final = "!cancelled"
 INSTALL_HINT: Final = "scans across zones need the celery extra: pip install 'mfa-agent[celery]'"
 
 
+#: Every live worker renews its key ``ALIVE_PREFIX + name`` (the queues it consumes, as JSON)
+#: every `HEARTBEAT_INTERVAL` seconds, with an expiry of `ALIVE_TTL`; its name is in the set
+#: `WORKERS_KEY`. Expiry is the broker's own clock, so clocks of the zones need not agree.
+ALIVE_PREFIX: Final = "mfa-agent:alive:"
+WORKERS_KEY: Final = "mfa-agent:workers"
+HEARTBEAT_INTERVAL: Final = 1.0
+ALIVE_TTL: Final = 5
+
+
 def claim_key(task_id: str) -> str:
     """The Redis key of a task's claim."""
     return CLAIM_PREFIX + task_id
+
+
+def alive_key(worker: str) -> str:
+    """The Redis key a worker renews while it is alive."""
+    return ALIVE_PREFIX + worker
 
 
 def require_celery() -> None:
@@ -135,7 +159,14 @@ def settings() -> dict[str, Any]:
         "task_track_started": False,  # the claim says who started a host (see CLAIM_PREFIX)
         "result_expires": RESULT_EXPIRES,
         "result_extended": False,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "socket_timeout": BROKER_SOCKET_TIMEOUT,
+            "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
+        },
+        "broker_connection_timeout": BROKER_SOCKET_TIMEOUT,
+        "redis_socket_timeout": BROKER_SOCKET_TIMEOUT,
+        "redis_socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,

@@ -6,14 +6,21 @@
 What can go wrong, and what the host then says (never missing, never reported twice):
 
 * no worker consumes a zone's queue: ERROR "no worker for zone Z", as soon as probes of the
-  workers (Celery's ``active_queues`` broadcast) have shown no consumer `ABSENT_PROBES` times in
-  a row, at the latest when no host of the zone was started within ``zone_timeout`` of dispatch;
-* a worker that started a host stops answering probes and shows no other activity (claims,
+  workers' heartbeats (`agent.distributed.app.alive_key`) have shown no consumer `ABSENT_PROBES`
+  times in a row, at the latest when no host of the zone was started within ``zone_timeout`` of
+  dispatch;
+* a worker that started a host lets its heartbeat expire and shows no other activity (claims,
   replies) for `ABSENT_PROBES` probes (killed, partitioned): the host is re-sent once, as a new
   task, to its zone; lost again (or no worker left) → ERROR "worker lost";
 * a worker that started a host but has not replied long after the host's deadline: ERROR
   timed out (the worker enforces the deadline itself; this only bounds a misbehaving worker);
-* Ctrl-C: every task not yet started is cancelled (claimed by the coordinator, and revoked).
+* Ctrl-C: every task not yet started is cancelled (claimed by the coordinator);
+* the broker lost or frozen: every host not yet read is ERROR "lost the broker" (each command
+  is bounded by `agent.distributed.app.BROKER_SOCKET_TIMEOUT`).
+
+The coordinator talks to the broker with plain Redis commands only, besides publishing the tasks
+(with Celery's bounded publish retry): no control broadcast and no result subscription, whose
+reconnect loops have no end.
 
 A task not started is cancelled by claiming it (`agent.distributed.app.claim_key`): a worker that
 receives it later finds the claim taken and does not read the host.
@@ -33,7 +40,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from agent.connectors.errors import ErrorKind, deadline_passed
-from agent.distributed.app import CANCELLED, claim_key, make_app, shown_broker
+from agent.distributed.app import (
+    CANCELLED,
+    WORKERS_KEY,
+    alive_key,
+    claim_key,
+    make_app,
+    shown_broker,
+)
 from agent.distributed.payload import (
     TASK_NAME,
     BadTask,
@@ -55,11 +69,13 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two polls of the results.
 POLL_INTERVAL: Final = 0.5
-#: Seconds between two probes of the workers, and how long one probe waits for replies.
-PROBE_INTERVAL: Final = 3.0
-PROBE_TIMEOUT: Final = 2.0
-#: Probes in a row without a consumer (or without a worker that started a host) before giving up.
-ABSENT_PROBES: Final = 3
+#: Seconds between two probes of the workers' heartbeats.
+PROBE_INTERVAL: Final = 2.0
+#: Probes in a row without a consumer (or without a worker that started a host) before giving up
+#: (on top of the heartbeat's own `agent.distributed.app.ALIVE_TTL`).
+ABSENT_PROBES: Final = 2
+#: Largest heartbeat read (a worker's list of queues).
+MAX_HEARTBEAT_BYTES: Final = 64 * 2**10
 #: Largest reply read from the broker for one host (facts are a few kilobytes).
 MAX_REPLY_BYTES: Final = 4 * 2**20
 #: Seconds past a host's deadline a worker may take to reply before the host is timed out.
@@ -83,7 +99,7 @@ class _Task:
     attempt: int = 1
     worker: str | None = None  # who claimed (started) it
     started: float | None = None
-    absent: int = 0  # probes in a row its worker did not answer
+    absent: int = 0  # probes in a row its worker had no heartbeat
 
 
 @dataclass
@@ -201,12 +217,14 @@ class ZoneGather:
         task.task_id = f"mfa-agent-{uuid.uuid4()}"
         task.worker, task.started, task.absent = None, None, 0
         run.pending[task.task_id] = task
-        self.app.send_task(
-            TASK_NAME,
-            args=[task.document],
-            queue=queue_for(task.zone),
-            task_id=task.task_id,
-        )
+        # Not `app.send_task`: that also subscribes to the result on the backend's pub/sub and
+        # returns an `AsyncResult` whose finaliser unsubscribes. Results are polled here, and a
+        # subscription to a broker that went away reconnects with retries (19 s measured) inside
+        # whatever code the garbage collector interrupts.
+        amqp = self.app.amqp
+        message = amqp.create_task_message(task.task_id, TASK_NAME, [task.document], {})
+        with self.app.producer_or_acquire() as producer:
+            amqp.send_task_message(producer, TASK_NAME, message, queue=queue_for(task.zone))
 
     # -- collecting ----------------------------------------------------------------------------
 
@@ -269,14 +287,30 @@ class ZoneGather:
         run.active_zones.add(task.zone)
         run.record(facts, (*notes, f"read by worker {worker} (zone {task.zone})"))
 
+    def _heartbeats(self) -> dict[str, list[str]]:
+        """The live workers and the queues each consumes; forgets the workers whose key expired."""
+        client = self.app.backend.client
+        names = [_text(n) for n in client.smembers(WORKERS_KEY)]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.getrange(alive_key(name), 0, MAX_HEARTBEAT_BYTES)
+        values = pipe.execute() if names else []
+        alive: dict[str, list[str]] = {}
+        for name, value in zip(names, values, strict=True):
+            if value:
+                alive[name] = _queues(value)
+        gone = [name for name in names if name not in alive]
+        if gone:
+            client.srem(WORKERS_KEY, *gone)
+        return alive
+
     def _probe(self, run: _Run) -> None:
-        """Ask the workers which queues they consume; act on absent consumers and lost workers."""
-        replies = self.app.control.inspect(timeout=PROBE_TIMEOUT).active_queues() or {}
-        alive = set(replies) | run.active_workers
-        consumed = {
-            q.get("name") for queues in replies.values() for q in queues or ()
-            if isinstance(q, dict)
-        } | {queue_for(zone) for zone in run.active_zones}
+        """Read the workers' heartbeats; act on absent consumers and lost workers."""
+        heartbeats = self._heartbeats()
+        alive = set(heartbeats) | run.active_workers
+        consumed = {q for queues in heartbeats.values() for q in queues} | {
+            queue_for(zone) for zone in run.active_zones
+        }
         run.active_workers, run.active_zones = set(), set()
         for task in list(run.pending.values()):
             if task.worker is None or task.worker == CANCELLED:
@@ -332,7 +366,6 @@ class ZoneGather:
 
     def _cancel(self, run: _Run, message: str, kind: str, reachable: bool = True) -> None:
         """Cancel every pending task (Ctrl-C, broker lost); their hosts get `message`."""
-        ids = list(run.pending)
         for task in list(run.pending.values()):
             if reachable:
                 try:
@@ -342,14 +375,20 @@ class ZoneGather:
                     reachable = False
             run.record(_error(task.host, kind, message))
         run.pending.clear()
-        try:
-            if reachable and ids:
-                self.app.control.revoke(ids)
-        except Exception:
-            log.debug("could not revoke the outstanding tasks", exc_info=True)
         for host in run.hosts:
             if host.name not in run.results:
                 run.record(_error(host, kind, message))
+
+
+def _queues(value: bytes) -> list[str]:
+    """The queue names of a heartbeat (written by whoever can write the broker: checked)."""
+    try:
+        queues = json.loads(value) if len(value) <= MAX_HEARTBEAT_BYTES else None
+    except ValueError:
+        queues = None
+    if not isinstance(queues, list):
+        return []
+    return [q for q in queues if isinstance(q, str)]
 
 
 def _text(value: Any) -> str:

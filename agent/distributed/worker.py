@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.distributed.app import RESULT_EXPIRES, claim_key, make_app
+from agent.distributed.app import (
+    ALIVE_TTL,
+    HEARTBEAT_INTERVAL,
+    RESULT_EXPIRES,
+    WORKERS_KEY,
+    alive_key,
+    claim_key,
+    make_app,
+)
 from agent.distributed.payload import (
     SECRET_FIELDS,
     TASK_NAME,
@@ -163,5 +173,48 @@ def run_worker(
         without_gossip=True,
         optimization="fair",
     )
-    worker.start()
+    heartbeat = Heartbeat(app, str(worker.hostname), [queue_for(z) for z in zones])
+    heartbeat.start()
+    try:
+        worker.start()
+    finally:
+        heartbeat.stop()
     return int(worker.exitcode or 0)
+
+
+class Heartbeat:
+    """Renews this worker's alive key on the broker until stopped (`agent.distributed.app`).
+
+    A thread of its own, so a worker busy reading hosts still says it is alive; a broker that
+    does not answer is logged and tried again at the next beat.
+    """
+
+    def __init__(self, app: Celery, name: str, queues: Sequence[str]) -> None:
+        self.app, self.name, self.value = app, name, json.dumps(list(queues))
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mfa-agent-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Beat now and every `HEARTBEAT_INTERVAL` seconds."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and say so, so coordinators need not wait for the key to expire."""
+        self._stopped.set()
+        self._thread.join(ALIVE_TTL)
+        with contextlib.suppress(Exception):
+            client = self.app.backend.client
+            client.delete(alive_key(self.name))
+            client.srem(WORKERS_KEY, self.name)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                pipe = self.app.backend.client.pipeline(transaction=False)
+                pipe.set(alive_key(self.name), self.value, ex=ALIVE_TTL)
+                pipe.sadd(WORKERS_KEY, self.name)
+                pipe.execute()
+            except Exception as exc:  # the broker is away: beat again when it is back
+                log.warning("cannot renew this worker's heartbeat: %s", type(exc).__name__)
+            if self._stopped.wait(HEARTBEAT_INTERVAL):
+                return
