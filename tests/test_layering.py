@@ -33,3 +33,10 @@ def test_the_inventory_command_imports_no_transport() -> None:
         "    main(['inventory', '-i', 'inventory/example.yaml'])\n"
     )
     assert _imported_by(code) == []
+
+
+def test_the_error_table_imports_no_connector_library() -> None:
+    """The shared error kinds and table (`agent.connectors.errors`) import only the standard
+    library: each connector's own table brings its library."""
+    imported = _imported_by("import agent.connectors.errors")
+    assert [m for m in imported if not m.startswith("agent.connectors")] == []

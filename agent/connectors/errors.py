@@ -1,7 +1,12 @@
-"""Connector errors: one table from library exceptions to readable, structured reasons.
+"""Connector errors: the reasons a host could not be read, and one way to map exceptions to them.
 
-Classification walks the exception chain and matches *types* (never message text), the way
-httpx maps httpcore exceptions: the first row whose type matches any exception in the chain wins.
+Each connector maps what its libraries raise with `map_exception` and a table of `Row`s: the
+first row whose types match any exception in the chain (causes, contexts, urllib3's ``.reason``,
+and the attempts a library merged into one error's arguments) wins, the way httpx maps httpcore
+exceptions. Types are matched, never message text. `network_rows` are the rows every connector
+shares (name resolution, TLS, refused, timed out, reset); each connector puts its own protocol's
+rows around them (`agent.connectors.winrm_errors`, `agent.connectors.ssh`,
+`agent.connectors.ldap`). This module imports no connector library.
 """
 
 from __future__ import annotations
@@ -9,22 +14,11 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
-import requests
-from urllib3.exceptions import NameResolutionError, ProtocolError
-from winrm.exceptions import (
-    InvalidCredentialsError,
-    WinRMError,
-    WinRMOperationTimeoutError,
-    WinRMTransportError,
-    WSManFaultError,
-)
-
 log = logging.getLogger(__name__)
-#: The inventory variable that names the CA a WinRM host's certificate is checked against.
-CA_SETTING = "ansible_winrm_ca_trust_path"
 
 
 class ErrorKind(StrEnum):
@@ -83,78 +77,93 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         for nxt in (current.__cause__, current.__context__, getattr(current, "reason", None)):
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
+        # ldap3 tries each address of a name and raises one error carrying every attempt's
+        # exception as (exception, ...) tuples in a list argument.
+        for arg in current.args:
+            if isinstance(arg, list):
+                todo += [i[0] for i in arg if isinstance(i, tuple) and i
+                         and isinstance(i[0], BaseException)]
 
 
-def _in_chain(exc: BaseException, *types: type[BaseException]) -> BaseException | None:
-    for item in _chain(exc):
-        if isinstance(item, types):
-            return item
-    return None
+#: Builds the error for the exception a row matched and the host (or URL) it concerns.
+Describe = Callable[[BaseException, str], "ConnectorError"]
 
 
-def classify(
-    exc: BaseException, *, where: str, read_timeout: float | None = None
+@dataclass(frozen=True)
+class Row:
+    """One line of a mapping table: exceptions of these types become `describe`'s error."""
+
+    types: tuple[type[BaseException], ...]
+    describe: Describe
+
+
+def fixed(kind: ErrorKind, template: str) -> Describe:
+    """A `Describe` with one message; ``{where}`` in `template` names the host."""
+    return lambda _exc, where: ConnectorError(kind, template.format(where=where))
+
+
+def map_exception(
+    exc: BaseException, rows: Sequence[Row], where: str, fallback: Describe
 ) -> ConnectorError:
-    """Translate a transport-library exception into a `ConnectorError` for host `where`.
+    """The error of the first row matching `exc` or its chain; `fallback`'s when none does.
 
-    `read_timeout` (seconds) names the limit in a read time-out, so the message says which
-    option to raise.
+    A `ConnectorError` is returned as it is. An unmatched exception is logged with its
+    traceback for ``--debug``.
     """
     if isinstance(exc, ConnectorError):
         return exc
-    if isinstance(exc, InvalidCredentialsError):
-        return ConnectorError(
-            ErrorKind.AUTHENTICATION_REFUSED,
-            f"authentication refused by {where}: the credentials were rejected (HTTP 401)",
-        )
-    if isinstance(exc, WSManFaultError):
-        code = f" (WS-Management code {exc.wsman_fault_code})" if exc.wsman_fault_code else ""
-        return ConnectorError(
-            ErrorKind.WSMAN_FAULT, f"WS-Management fault from {where}: {exc.reason}{code}"
-        )
-    if isinstance(exc, WinRMOperationTimeoutError):
-        return ConnectorError(ErrorKind.TIMED_OUT, f"timed out waiting for {where}")
-    if isinstance(exc, WinRMTransportError):
-        return ConnectorError(
-            ErrorKind.HTTP_ERROR, f"{where} answered HTTP {exc.code} to a WS-Management request"
-        )
-    if _in_chain(exc, NameResolutionError, socket.gaierror):
-        return ConnectorError(ErrorKind.NAME_NOT_RESOLVED, f"name not resolved: {where}")
-    if _in_chain(exc, ssl.SSLCertVerificationError):
-        cert = _in_chain(exc, ssl.SSLCertVerificationError)
-        detail = getattr(cert, "verify_message", "") or "certificate not trusted"
-        return ConnectorError(
-            ErrorKind.TLS_VERIFICATION_FAILED,
-            f"TLS verification failed for {where}: {detail} "
-            f"(trust its CA with {CA_SETTING})",
-        )
-    if isinstance(exc, requests.exceptions.SSLError) or _in_chain(exc, ssl.SSLError):
-        return ConnectorError(
-            ErrorKind.TLS_VERIFICATION_FAILED, f"TLS handshake with {where} failed"
-        )
-    if _in_chain(exc, requests.exceptions.ConnectTimeout):
-        return ConnectorError(
-            ErrorKind.TIMED_OUT, f"timed out connecting to {where} (--connect-timeout)"
-        )
-    if _in_chain(exc, requests.exceptions.Timeout, socket.timeout, TimeoutError):
-        limit = (
-            f": no answer within {read_timeout:g} s (--operation-timeout + 10 s)"
-            if read_timeout
-            else ""
-        )
-        return ConnectorError(ErrorKind.TIMED_OUT, f"timed out waiting for {where}{limit}")
-    if _in_chain(exc, ConnectionRefusedError):
-        return ConnectorError(ErrorKind.CONNECTION_REFUSED, f"connection refused by {where}")
-    if _in_chain(exc, ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ProtocolError):
-        return ConnectorError(ErrorKind.CONNECTION_RESET, f"connection reset by {where}")
-    if isinstance(exc, requests.exceptions.ConnectionError) or _in_chain(exc, OSError):
-        return ConnectorError(ErrorKind.CONNECTION_FAILED, f"could not connect to {where}")
-    if isinstance(exc, WinRMError):
-        return ConnectorError(ErrorKind.CONFIGURATION, f"WinRM client error for {where}: {exc}")
+    chain = list(_chain(exc))
+    for row in rows:
+        for item in chain:
+            if isinstance(item, row.types):
+                return row.describe(item, where)
     log.debug("unexpected error talking to %s", where, exc_info=exc)
+    return fallback(exc, where)
+
+
+def unexpected(exc: BaseException, where: str) -> ConnectorError:
+    """The fallback error: the exception's type only (its text may hold anything)."""
     return ConnectorError(
         ErrorKind.CONNECTION_FAILED, f"unexpected {type(exc).__name__} talking to {where}"
     )
+
+
+#: The usual socket time-out.
+TIMED_OUT_WAITING: Describe = fixed(ErrorKind.TIMED_OUT, "timed out waiting for {where}")
+
+
+def network_rows(
+    ca_hint: str | None = None, timed_out: Describe = TIMED_OUT_WAITING
+) -> tuple[Row, ...]:
+    """The rows every connector shares, in order. `ca_hint` is the setting that trusts a CA,
+    named when a certificate is not trusted (no TLS rows without it: SSH has no TLS);
+    `timed_out` describes a socket time-out."""
+
+    def untrusted(exc: BaseException, where: str) -> ConnectorError:
+        detail = getattr(exc, "verify_message", "") or "certificate not trusted"
+        return ConnectorError(
+            ErrorKind.TLS_VERIFICATION_FAILED,
+            f"TLS verification failed for {where}: {detail} (trust its CA with {ca_hint})",
+        )
+
+    tls = (
+        Row((ssl.SSLCertVerificationError,), untrusted),
+        Row((ssl.SSLError,), fixed(ErrorKind.TLS_VERIFICATION_FAILED,
+                                   "TLS handshake with {where} failed")),
+    )
+    return (
+        Row((socket.gaierror,), fixed(ErrorKind.NAME_NOT_RESOLVED, "name not resolved: {where}")),
+        *(tls if ca_hint is not None else ()),
+        Row((socket.timeout, TimeoutError), timed_out),
+        Row((ConnectionRefusedError,), fixed(ErrorKind.CONNECTION_REFUSED,
+                                             "connection refused by {where}")),
+        Row((ConnectionResetError, ConnectionAbortedError, BrokenPipeError, EOFError),
+            fixed(ErrorKind.CONNECTION_RESET, "connection reset by {where}")),
+    )
+
+
+#: The last row of every table: any other socket error.
+OS_ERROR_ROW = Row((OSError,), fixed(ErrorKind.CONNECTION_FAILED, "could not connect to {where}"))
 
 
 def shown(text: str, limit: int = 200) -> str:

@@ -30,7 +30,15 @@ from ldap3.core.exceptions import (
     LDAPStartTLSError,
 )
 
-from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.errors import (
+    OS_ERROR_ROW,
+    ConnectorError,
+    ErrorKind,
+    Row,
+    fixed,
+    map_exception,
+    network_rows,
+)
 from agent.inventory import DirectorySettings
 
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"
@@ -145,32 +153,21 @@ def _certificate_error(
 _CA_HINT = " (trust its CA with mfa_directory.ca_file)"
 
 
+#: What ldap3 and the sockets under it raise on connecting, as errors (`agent.connectors.errors`).
+_ROWS: tuple[Row, ...] = (
+    Row((LDAPStartTLSError,), fixed(ErrorKind.TLS_VERIFICATION_FAILED, "TLS with {where} failed")),
+    *network_rows("mfa_directory.ca_file",
+                  fixed(ErrorKind.TIMED_OUT, "timed out connecting to {where}")),
+    OS_ERROR_ROW,
+)
+
+
 def _socket_error(exc: BaseException, endpoint: Endpoint, tls: ExpectedNameTls) -> ConnectorError:
-    """Classify an ldap3 connection failure by the types ldap3 merges into its exceptions."""
-    where = endpoint.url
+    """Classify an ldap3 connection failure (the causes ldap3 merges into its exceptions too)."""
     if tls.failure is not None:
         return _certificate_error(tls.failure, endpoint, tls.expected)
-    causes: list[BaseException] = [exc]
-    # With several addresses per name ldap3 raises one error carrying each attempt's exception.
-    if len(exc.args) > 1 and isinstance(exc.args[1], list):
-        causes += [item[0] for item in exc.args[1] if isinstance(item, tuple) and item]
-    for cause in causes:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            detail = getattr(cause, "verify_message", "") or "certificate not trusted"
-            return ConnectorError(
-                ErrorKind.TLS_VERIFICATION_FAILED,
-                f"TLS verification failed for {where}: {detail}{_CA_HINT}",
-            )
-        if isinstance(cause, (ssl.SSLError, LDAPStartTLSError)):
-            return ConnectorError(ErrorKind.TLS_VERIFICATION_FAILED, f"TLS with {where} failed")
-    for cause in causes:
-        if isinstance(cause, ConnectionRefusedError):
-            return ConnectorError(ErrorKind.CONNECTION_REFUSED, f"connection refused by {where}")
-        if isinstance(cause, (socket.timeout, TimeoutError)):
-            return ConnectorError(ErrorKind.TIMED_OUT, f"timed out connecting to {where}")
-        if isinstance(cause, (ConnectionResetError, BrokenPipeError)):
-            return ConnectorError(ErrorKind.CONNECTION_RESET, f"connection reset by {where}")
-    return ConnectorError(ErrorKind.CONNECTION_FAILED, f"could not connect to {where}")
+    return map_exception(exc, _ROWS, endpoint.url, fixed(ErrorKind.CONNECTION_FAILED,
+                                                         "could not connect to {where}"))
 
 
 def _bind_error(

@@ -31,7 +31,16 @@ from agent.connectors.common import (
     script_entries,
     too_much_output,
 )
-from agent.connectors.errors import ConnectorError, ErrorKind
+from agent.connectors.errors import (
+    OS_ERROR_ROW,
+    ConnectorError,
+    ErrorKind,
+    Row,
+    fixed,
+    map_exception,
+    network_rows,
+    shown,
+)
 from agent.factscripts import FactScript, scripts_for
 from agent.inventory import Host
 from agent.inventory.sshargs import HostKeyPolicy, Jump, SshArgsError, SshOptions, parse_ssh_args
@@ -139,30 +148,34 @@ def _read_capped(recv: Callable[[int], bytes], limit: int) -> bytes | None:
     return bytes(data)
 
 
+def _bastion_refused(exc: BaseException, where: str) -> ConnectorError:
+    text = getattr(exc, "text", "") or "refused"
+    return ConnectorError(
+        ErrorKind.CONNECTION_REFUSED,
+        f"the bastion could not open a connection to {where}: {shown(str(text))}",
+    )
+
+
+def _negotiation_failed(exc: BaseException, where: str) -> ConnectorError:
+    return ConnectorError(
+        ErrorKind.CONNECTION_FAILED, f"SSH negotiation with {where} failed: {shown(str(exc))}"
+    )
+
+
+#: What paramiko and the sockets under it raise, as errors (`agent.connectors.errors`).
+_ROWS: tuple[Row, ...] = (
+    *network_rows(),
+    Row((paramiko.ChannelException,), _bastion_refused),
+    Row((paramiko.AuthenticationException,), fixed(ErrorKind.AUTHENTICATION_REFUSED,
+                                                   "authentication failed on {where}")),
+    Row((paramiko.SSHException,), _negotiation_failed),
+    OS_ERROR_ROW,
+)
+
+
 def _connect_error(exc: BaseException, where: str) -> ConnectorError:
-    if isinstance(exc, ConnectorError):
-        return exc
-    if isinstance(exc, socket.gaierror):
-        return ConnectorError(ErrorKind.NAME_NOT_RESOLVED, f"name not resolved: {where}")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectorError(ErrorKind.CONNECTION_REFUSED, f"connection refused by {where}")
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return ConnectorError(ErrorKind.TIMED_OUT, f"timed out waiting for {where}")
-    if isinstance(exc, paramiko.ChannelException):
-        return ConnectorError(
-            ErrorKind.CONNECTION_REFUSED,
-            f"the bastion could not open a connection to {where}: {exc.text}",
-        )
-    if isinstance(exc, paramiko.AuthenticationException):
-        return ConnectorError(ErrorKind.AUTHENTICATION_REFUSED, f"authentication failed on {where}")
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
-        return ConnectorError(ErrorKind.CONNECTION_RESET, f"connection reset by {where}")
-    log.debug("%s: %s", where, type(exc).__name__, exc_info=exc)  # --debug shows the traceback
-    if isinstance(exc, paramiko.SSHException):
-        return ConnectorError(
-            ErrorKind.CONNECTION_FAILED, f"SSH negotiation with {where} failed: {exc}"
-        )
-    return ConnectorError(ErrorKind.CONNECTION_FAILED, f"could not connect to {where}")
+    return map_exception(exc, _ROWS, where, fixed(ErrorKind.CONNECTION_FAILED,
+                                                  "could not connect to {where}"))
 
 
 class SSHConnector:

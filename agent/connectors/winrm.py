@@ -27,8 +27,9 @@ from agent.connectors.common import (
     script_entries,
     too_much_output,
 )
-from agent.connectors.errors import ConnectorError, ErrorKind, classify, deadline_passed
+from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
 from agent.connectors.replies import translate
+from agent.connectors.winrm_errors import classify
 from agent.connectors.winrm_transport import HostLink, guard
 from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
 from agent.inventory import Host

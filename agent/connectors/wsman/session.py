@@ -23,7 +23,7 @@ session (refused), send more than `http.MAX_BODY_BYTES` per reply or `MAX_OUTPUT
 deadlines (asyncio timeouts; the host deadline is the caller's). Nothing here reads the process
 environment (no proxies, no CA bundle variables; pyspnego only reads its own NTLM tuning
 variables). Failures become the same `ConnectorError`s, with the same messages, as the pywinrm
-path (`agent.connectors.winrm`): both are produced by `agent.connectors.errors.classify`.
+path (`agent.connectors.winrm`): both are produced by `agent.connectors.winrm_errors.classify`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ from agent.connectors.common import too_much_output as script_too_much_output
 from agent.connectors.errors import (
     ConnectorError,
     ErrorKind,
-    classify,
     malformed_reply,
     redirect_refused,
     reply_too_large,
@@ -66,6 +65,7 @@ from agent.connectors.errors import (
 )
 from agent.connectors.replies import EXPECTED, check_reply
 from agent.connectors.winrm import _check_policy, _url_host
+from agent.connectors.winrm_errors import classify
 from agent.connectors.wsman import soap
 from agent.connectors.wsman.http import (
     MAX_HEAD_BYTES,
