@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
-from agent.connectors.directory import read_directory
 from agent.connectors.errors import ConnectorError
 from agent.engine import evaluate, select_checks
 from agent.errors import InputError, Problem
@@ -233,6 +232,8 @@ def service_accounts(hosts: Sequence[HostFacts]) -> list[str]:
 def gather_directory(settings: DirectorySettings, accounts: Sequence[str]) -> dict[str, Any]:
     """The directory entry of a live scan: ``{"value": facts}`` or ``{"error": why}``."""
     try:
+        from agent.connectors.directory import read_directory  # ldap3: only with a directory
+
         return {"value": read_directory(settings, accounts)}
     except ConnectorError as exc:
         return {"error": exc.message}

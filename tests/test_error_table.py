@@ -23,7 +23,7 @@ from agent.connectors.errors import (
     unexpected,
 )
 from agent.connectors.ldap import Endpoint, ExpectedNameTls, _socket_error
-from agent.connectors.winrm_errors import classify
+from agent.connectors.winrm import classify
 
 FIRST = Row((ValueError,), fixed(ErrorKind.CONFIGURATION, "first {where}"))
 SECOND = Row((KeyError,), fixed(ErrorKind.TIMED_OUT, "second {where}"))

@@ -20,7 +20,7 @@ from pytest_mock import MockerFixture
 
 from agent.connectors import ldap as ldap_connector
 from agent.connectors import ssh as ssh_connector
-from agent.connectors.winrm_errors import classify
+from agent.connectors.winrm import classify
 from agent.inventory import DirectorySettings, Secret
 
 pytest.register_assert_rewrite("labfixtures", "sshfixtures")

@@ -6,17 +6,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytest.register_assert_rewrite("labfixtures")  # before importing it: its helpers assert
+from labfixtures import LabProcess, clean_environment  # noqa: E402
+
+pytest_plugins = ("labfixtures",)
+
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ("winrm", "requests", "paramiko", "ldap3", "spnego", "agent.connectors")
 
 
-def _imported_by(code: str) -> list[str]:
+def _imported_by(code: str, env: dict[str, str] | None = None) -> list[str]:
     probe = (
         f"{code}\nimport sys\n"
         f"print('\\n'.join(m for m in sys.modules if m.startswith({TRANSPORTS!r})))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
+        env=env,
     )
     return done.stdout.split()
 
@@ -40,3 +48,21 @@ def test_the_error_table_imports_no_connector_library() -> None:
     library: each connector's own table brings its library."""
     imported = _imported_by("import agent.connectors.errors")
     assert [m for m in imported if not m.startswith("agent.connectors")] == []
+
+
+@pytest.mark.needs_server
+def test_a_scan_on_the_fast_path_loads_no_other_client_library(builtin_lab: LabProcess) -> None:
+    """pywinrm, requests, paramiko and ldap3 cost a third of the start-up: a scan whose hosts all
+    take the fast WinRM path, without a directory, never imports them."""
+    code = (
+        "import contextlib, io\n"
+        "from agent.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main(['scan', '-i', {str(builtin_lab.inventory)!r}, '--limit', 'adfs01.lab.example',"
+        " '--no-history', '--format', 'json'])\n"
+        "import agent.connectors.wsman.session\n"  # it did take the fast path
+    )
+    imported = _imported_by(code, env=clean_environment(builtin_lab.password))
+    assert "agent.connectors.wsman.session" in imported
+    others = ("winrm", "requests", "paramiko", "ldap3", "agent.connectors.winrm.")
+    assert [m for m in imported if m.startswith(others) or m == "agent.connectors.winrm"] == []

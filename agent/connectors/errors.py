@@ -5,8 +5,9 @@ first row whose types match any exception in the chain (causes, contexts, urllib
 and the attempts a library merged into one error's arguments) wins, the way httpx maps httpcore
 exceptions. Types are matched, never message text. `network_rows` are the rows every connector
 shares (name resolution, TLS, refused, timed out, reset); each connector puts its own protocol's
-rows around them (`agent.connectors.winrm_errors`, `agent.connectors.ssh`,
-`agent.connectors.ldap`). This module imports no connector library.
+rows around them (`agent.connectors.winrm` for pywinrm, `agent.connectors.winrm_errors` for the
+fast WinRM client, `agent.connectors.ssh`, `agent.connectors.ldap`). This module imports no
+connector library.
 """
 
 from __future__ import annotations

@@ -14,9 +14,6 @@ import xml.etree.ElementTree as ET
 from typing import Final
 from xml.parsers import expat
 
-from requests import RequestException
-from urllib3.exceptions import HTTPError
-
 from agent.connectors.errors import ConnectorError, ErrorKind, malformed_reply, shown
 
 SOAP_ENVELOPE: Final = "http://www.w3.org/2003/05/soap-envelope Envelope"
@@ -46,8 +43,8 @@ class _Refused(Exception):
     """Raised from inside expat when the document declares a DTD."""
 
 
-def _describe(body: bytes, content_type: str | None) -> str | None:
-    """Why `body` is not a WS-Management envelope, or None if it is one."""
+def describe_quickly(body: bytes, content_type: str | None) -> str | None:
+    """What `_describe` finds without parsing: an empty reply, an HTML page, not UTF-8."""
     if not body.strip():
         return "an empty reply"
     head = body.lstrip()[:64].lower()
@@ -59,6 +56,14 @@ def _describe(body: bytes, content_type: str | None) -> str | None:
         body.decode("utf-8")
     except UnicodeDecodeError:
         return "a reply that is not UTF-8 text"
+    return None
+
+
+def _describe(body: bytes, content_type: str | None) -> str | None:
+    """Why `body` is not a WS-Management envelope, or None if it is one."""
+    quick = describe_quickly(body, content_type)
+    if quick is not None:
+        return quick
     root: list[str] = []
 
     def refuse(*_: object) -> None:
@@ -105,6 +110,10 @@ def check_reply(body: bytes, *, where: str, status: int, content_type: str | Non
 
 def translate(exc: BaseException, *, where: str, operation: str) -> ConnectorError | None:
     """The named error for what pywinrm raised reading an envelope, else None."""
+    # Only pywinrm's path calls this, which has loaded them: the fast client never does.
+    from requests import RequestException
+    from urllib3.exceptions import HTTPError
+
     if isinstance(exc, ConnectorError):
         return exc
     if isinstance(exc, RequestException | HTTPError):

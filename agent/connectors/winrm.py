@@ -8,7 +8,6 @@ never shared between threads.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import threading
 import time
@@ -16,8 +15,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+from urllib3.exceptions import NameResolutionError, ProtocolError
 from winrm import transport as winrm_transport
-from winrm.exceptions import WinRMOperationTimeoutError
+from winrm.exceptions import (
+    InvalidCredentialsError,
+    WinRMError,
+    WinRMOperationTimeoutError,
+    WinRMTransportError,
+    WSManFaultError,
+)
 from winrm.protocol import Protocol
 
 from agent.connectors.common import (
@@ -27,9 +34,28 @@ from agent.connectors.common import (
     script_entries,
     too_much_output,
 )
-from agent.connectors.errors import ConnectorError, ErrorKind, deadline_passed
+from agent.connectors.errors import (
+    OS_ERROR_ROW,
+    TIMED_OUT_WAITING,
+    ConnectorError,
+    ErrorKind,
+    Row,
+    deadline_passed,
+    fixed,
+    map_exception,
+    network_rows,
+    unexpected,
+)
 from agent.connectors.replies import translate
-from agent.connectors.winrm_errors import classify
+from agent.connectors.winrm_errors import (
+    CA_SETTING,
+    credentials_rejected,
+    endpoint_of,
+    http_status,
+    refuse_insecure,
+    timed_out,
+    wsman_fault,
+)
 from agent.connectors.winrm_transport import HostLink, guard
 from agent.factscripts import MAX_COMMAND_LINE, FactScript, scripts_for
 from agent.inventory import Host
@@ -37,33 +63,68 @@ from agent.inventory import Host
 log = logging.getLogger(__name__)
 
 
-def _url_host(address: str) -> str:
-    try:
-        if ipaddress.ip_address(address).version == 6:
-            return f"[{address}]"
-    except ValueError:
-        pass
-    return address
-
-
-def endpoint_of(host: Host) -> str:
-    """The host's WS-Management URL, from the inventory's address, scheme and port."""
-    c = host.connection
-    return f"{c.winrm_scheme}://{_url_host(host.address)}:{c.port}/wsman"
-
-
 def _check_policy(host: Host) -> None:
-    """Refuse combinations that would expose the password, unless the host opts in."""
+    """Refuse insecure combinations, and transports whose optional extra is not installed."""
+    refuse_insecure(host)
     c = host.connection
-    refusal = c.insecure_refusal()
-    if refusal is not None:
-        raise ConnectorError(ErrorKind.INSECURE_TRANSPORT_REFUSED, refusal)
     if not transport_available(c.winrm_transport):
         raise ConnectorError(
             ErrorKind.MISSING_EXTRA,
             f"the {c.winrm_transport} transport needs an optional extra: "
             f"pip install 'mfa-agent[{c.winrm_transport}]'",
         )
+
+
+def _fault(exc: BaseException, where: str) -> ConnectorError:
+    return wsman_fault(where, str(getattr(exc, "reason", "")),
+                       getattr(exc, "wsman_fault_code", None))
+
+
+def _status(exc: BaseException, where: str) -> ConnectorError:
+    return http_status(where, int(getattr(exc, "code", 0)))
+
+
+def _client_error(exc: BaseException, where: str) -> ConnectorError:
+    return ConnectorError(ErrorKind.CONFIGURATION, f"WinRM client error for {where}: {exc}")
+
+
+def _rows(read_timeout: float | None) -> tuple[Row, ...]:
+    """pywinrm's table: its own exceptions, then requests' and urllib3's around the socket rows
+    both clients share (`agent.connectors.winrm_errors`)."""
+    return (
+        Row((InvalidCredentialsError,), lambda _exc, where: credentials_rejected(where)),
+        Row((WSManFaultError,), _fault),
+        Row((WinRMOperationTimeoutError,), TIMED_OUT_WAITING),
+        Row((WinRMTransportError,), _status),
+        Row((NameResolutionError,), fixed(ErrorKind.NAME_NOT_RESOLVED,
+                                          "name not resolved: {where}")),
+        Row((requests.exceptions.ConnectTimeout,), fixed(
+            ErrorKind.TIMED_OUT, "timed out connecting to {where} (--connect-timeout)")),
+        *network_rows(CA_SETTING, timed_out(read_timeout)),
+        Row((requests.exceptions.SSLError,), fixed(ErrorKind.TLS_VERIFICATION_FAILED,
+                                                   "TLS handshake with {where} failed")),
+        Row((requests.exceptions.Timeout,), timed_out(read_timeout)),
+        Row((ProtocolError,), fixed(ErrorKind.CONNECTION_RESET, "connection reset by {where}")),
+        # requests' exceptions are OSErrors too: these rows come before the last socket row.
+        Row((requests.exceptions.ConnectionError,), fixed(
+            ErrorKind.CONNECTION_FAILED, "could not connect to {where}")),
+        OS_ERROR_ROW,
+        Row((WinRMError,), _client_error),
+    )
+
+
+_ROWS = _rows(None)
+
+
+def classify(
+    exc: BaseException, *, where: str, read_timeout: float | None = None
+) -> ConnectorError:
+    """The `ConnectorError` for what pywinrm (or requests under it) raised talking to `where`.
+
+    `read_timeout` (seconds) names the limit in a read time-out.
+    """
+    rows = _rows(read_timeout) if read_timeout else _ROWS
+    return map_exception(exc, rows, where, unexpected)
 
 
 def transport_available(transport: str) -> bool:

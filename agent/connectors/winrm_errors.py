@@ -1,21 +1,15 @@
-"""WinRM's exception table: what pywinrm, requests and urllib3 raise, as `ConnectorError`s.
+"""What both WinRM clients agree on before and after talking to a host: its URL, the transport
+policy, and the errors of WS-Management replies and sockets.
 
-Both WinRM clients use it: pywinrm's path (`agent.connectors.winrm`) with what the libraries
-raise, and the fast client (`agent.connectors.wsman.session`) with pywinrm's exception types
-built for the same replies, so the two give identical errors.
+The fast client (`agent.connectors.wsman`) uses these directly; pywinrm's path
+(`agent.connectors.winrm`) maps what pywinrm, requests and urllib3 raise onto the same builders
+and rows, so the two give identical errors. This module imports neither pywinrm nor requests:
+a scan on the fast path never loads them.
 """
 
 from __future__ import annotations
 
-import requests
-from urllib3.exceptions import NameResolutionError, ProtocolError
-from winrm.exceptions import (
-    InvalidCredentialsError,
-    WinRMError,
-    WinRMOperationTimeoutError,
-    WinRMTransportError,
-    WSManFaultError,
-)
+import ipaddress
 
 from agent.connectors.errors import (
     OS_ERROR_ROW,
@@ -29,67 +23,74 @@ from agent.connectors.errors import (
     network_rows,
     unexpected,
 )
+from agent.inventory import Host
 
 #: The inventory variable that names the CA a WinRM host's certificate is checked against.
 CA_SETTING = "ansible_winrm_ca_trust_path"
 
 
-def _fault(exc: BaseException, where: str) -> ConnectorError:
-    assert isinstance(exc, WSManFaultError)
-    code = f" (WS-Management code {exc.wsman_fault_code})" if exc.wsman_fault_code else ""
+def url_host(address: str) -> str:
+    """The address as the host part of a URL (an IPv6 address in brackets)."""
+    try:
+        if ipaddress.ip_address(address).version == 6:
+            return f"[{address}]"
+    except ValueError:
+        pass
+    return address
+
+
+def endpoint_of(host: Host) -> str:
+    """The host's WS-Management URL, from the inventory's address, scheme and port."""
+    c = host.connection
+    return f"{c.winrm_scheme}://{url_host(host.address)}:{c.port}/wsman"
+
+
+def refuse_insecure(host: Host) -> None:
+    """Refuse combinations that would expose the password, unless the host opts in."""
+    refusal = host.connection.insecure_refusal()
+    if refusal is not None:
+        raise ConnectorError(ErrorKind.INSECURE_TRANSPORT_REFUSED, refusal)
+
+
+def credentials_rejected(where: str) -> ConnectorError:
+    """The error for an HTTP 401 after authenticating."""
     return ConnectorError(
-        ErrorKind.WSMAN_FAULT, f"WS-Management fault from {where}: {exc.reason}{code}"
+        ErrorKind.AUTHENTICATION_REFUSED,
+        f"authentication refused by {where}: the credentials were rejected (HTTP 401)",
     )
 
 
-def _http_status(exc: BaseException, where: str) -> ConnectorError:
-    assert isinstance(exc, WinRMTransportError)
+def wsman_fault(where: str, reason: str, wsman_code: int | str | None) -> ConnectorError:
+    """The error for a SOAP fault (`wsman_code`: the WS-Management code, when given)."""
+    code = f" (WS-Management code {wsman_code})" if wsman_code else ""
     return ConnectorError(
-        ErrorKind.HTTP_ERROR, f"{where} answered HTTP {exc.code} to a WS-Management request"
+        ErrorKind.WSMAN_FAULT, f"WS-Management fault from {where}: {reason}{code}"
     )
 
 
-def _client_error(exc: BaseException, where: str) -> ConnectorError:
-    return ConnectorError(ErrorKind.CONFIGURATION, f"WinRM client error for {where}: {exc}")
-
-
-def _rows(timed_out: Describe) -> tuple[Row, ...]:
-    return (
-        Row((InvalidCredentialsError,), fixed(
-            ErrorKind.AUTHENTICATION_REFUSED,
-            "authentication refused by {where}: the credentials were rejected (HTTP 401)")),
-        Row((WSManFaultError,), _fault),
-        Row((WinRMOperationTimeoutError,), TIMED_OUT_WAITING),
-        Row((WinRMTransportError,), _http_status),
-        Row((NameResolutionError,), fixed(ErrorKind.NAME_NOT_RESOLVED,
-                                          "name not resolved: {where}")),
-        Row((requests.exceptions.ConnectTimeout,), fixed(
-            ErrorKind.TIMED_OUT, "timed out connecting to {where} (--connect-timeout)")),
-        *network_rows(CA_SETTING, timed_out),
-        Row((requests.exceptions.SSLError,), fixed(ErrorKind.TLS_VERIFICATION_FAILED,
-                                                   "TLS handshake with {where} failed")),
-        Row((requests.exceptions.Timeout,), timed_out),
-        Row((ProtocolError,), fixed(ErrorKind.CONNECTION_RESET, "connection reset by {where}")),
-        Row((requests.exceptions.ConnectionError,), fixed(
-            ErrorKind.CONNECTION_FAILED, "could not connect to {where}")),
-        OS_ERROR_ROW,
-        Row((WinRMError,), _client_error),
+def http_status(where: str, status: int) -> ConnectorError:
+    """The error for an HTTP error status that carries no SOAP fault."""
+    return ConnectorError(
+        ErrorKind.HTTP_ERROR, f"{where} answered HTTP {status} to a WS-Management request"
     )
 
 
-_ROWS = _rows(TIMED_OUT_WAITING)
+def timed_out(read_timeout: float | None) -> Describe:
+    """A read time-out; `read_timeout` (seconds) names the limit, so the message says which
+    option to raise."""
+    if not read_timeout:
+        return TIMED_OUT_WAITING
+    return fixed(ErrorKind.TIMED_OUT, f"timed out waiting for {{where}}: no answer within "
+                 f"{read_timeout:g} s (--operation-timeout + 10 s)")
 
 
-def classify(
+def socket_rows(read_timeout: float | None = None) -> tuple[Row, ...]:
+    """The rows for what sockets and TLS raise under either client, in order."""
+    return (*network_rows(CA_SETTING, timed_out(read_timeout)), OS_ERROR_ROW)
+
+
+def socket_error(
     exc: BaseException, *, where: str, read_timeout: float | None = None
 ) -> ConnectorError:
-    """The `ConnectorError` for what a WinRM exchange with host `where` raised.
-
-    `read_timeout` (seconds) names the limit in a read time-out, so the message says which
-    option to raise.
-    """
-    rows = _ROWS
-    if read_timeout:
-        rows = _rows(fixed(ErrorKind.TIMED_OUT, f"timed out waiting for {{where}}: no answer "
-                           f"within {read_timeout:g} s (--operation-timeout + 10 s)"))
-    return map_exception(exc, rows, where, unexpected)
+    """The error for what a socket or TLS raised talking to `where` (the fast client's map)."""
+    return map_exception(exc, socket_rows(read_timeout), where, unexpected)

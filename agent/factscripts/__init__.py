@@ -336,6 +336,9 @@ SCRIPTS: Final[tuple[FactScript, ...]] = tuple(
     FactScript(name, tuple(f.name for f in FACTS if f.script == name), roles)
     for name, roles in _SCRIPT_ROLES
 )
+
+
+@cache
 def scripts_for(roles: frozenset[str]) -> tuple[FactScript, ...]:
     """The scripts a host with these roles runs (none for a host without a role)."""
     if not roles:

@@ -23,7 +23,7 @@ session (refused), send more than `http.MAX_BODY_BYTES` per reply or `MAX_OUTPUT
 deadlines (asyncio timeouts; the host deadline is the caller's). Nothing here reads the process
 environment (no proxies, no CA bundle variables; pyspnego only reads its own NTLM tuning
 variables). Failures become the same `ConnectorError`s, with the same messages, as the pywinrm
-path (`agent.connectors.winrm`): both are produced by `agent.connectors.winrm_errors.classify`.
+path (`agent.connectors.winrm`): both are built by `agent.connectors.winrm_errors`.
 """
 
 from __future__ import annotations
@@ -35,17 +35,13 @@ import functools
 import hashlib
 import ssl
 import struct
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import spnego
 from spnego.channel_bindings import GssChannelBindings
-from winrm.exceptions import (
-    InvalidCredentialsError,
-    WinRMTransportError,
-    WSManFaultError,
-)
 
 from agent.connectors.common import (
     MAX_OUTPUT_BYTES,
@@ -63,9 +59,15 @@ from agent.connectors.errors import (
     reply_too_large,
     unencrypted_reply,
 )
-from agent.connectors.replies import EXPECTED, check_reply
-from agent.connectors.winrm import _check_policy, _url_host
-from agent.connectors.winrm_errors import classify
+from agent.connectors.replies import EXPECTED, check_reply, describe_quickly
+from agent.connectors.winrm_errors import (
+    credentials_rejected,
+    http_status,
+    refuse_insecure,
+    socket_error,
+    url_host,
+    wsman_fault,
+)
 from agent.connectors.wsman import soap
 from agent.connectors.wsman.http import (
     MAX_HEAD_BYTES,
@@ -174,7 +176,7 @@ class Session:
         self.transport = c.winrm_transport
         self.https = c.winrm_scheme == "https"
         self.encrypted = self.transport == "ntlm" and not self.https
-        self.endpoint = f"{c.winrm_scheme}://{_url_host(host.address)}:{c.port}/wsman"
+        self.endpoint = f"{c.winrm_scheme}://{url_host(host.address)}:{c.port}/wsman"
         self.read_timeout = timeouts.operation + 10
         self.connection: Connection | None = None
         self._context: Any = None
@@ -206,8 +208,8 @@ class Session:
                 ErrorKind.TIMED_OUT, f"timed out connecting to {self.where} (--connect-timeout)"
             ) from None
         except OSError as exc:
-            raise classify(exc, where=self.where) from None
-        host_header = f"{_url_host(self.host.address)}:{c.port}"
+            raise socket_error(exc, where=self.where) from None
+        host_header = f"{url_host(self.host.address)}:{c.port}"
         self.connection = Connection(reader, writer, host_header)
 
     def close(self) -> None:
@@ -223,14 +225,14 @@ class Session:
             async with asyncio.timeout(self.read_timeout):
                 return await self.connection.post(body, headers)
         except TimeoutError:
-            raise classify(TimeoutError(), where=self.where,
-                           read_timeout=self.read_timeout) from None
+            raise socket_error(TimeoutError(), where=self.where,
+                               read_timeout=self.read_timeout) from None
         except ReplyTooLarge:
             raise reply_too_large(self.where, MAX_REPLY_BYTES) from None
         except HttpProtocolError as exc:
             raise malformed_reply(self.where, str(exc)) from None
         except OSError as exc:
-            raise classify(exc, where=self.where) from None
+            raise socket_error(exc, where=self.where) from None
 
     def _refuse_redirect(self, reply: Reply) -> None:
         if 300 <= reply.status < 400:
@@ -322,11 +324,10 @@ class Session:
         return malformed_reply(self.where, what)
 
     def _refused(self) -> ConnectorError:
-        return classify(InvalidCredentialsError("the specified credentials were rejected"),
-                        where=self.where)
+        return credentials_rejected(self.where)
 
-    def _http_error(self, reply: Reply, text: str = "") -> ConnectorError:
-        return classify(WinRMTransportError("http", reply.status, text), where=self.where)
+    def _http_error(self, reply: Reply) -> ConnectorError:
+        return http_status(self.where, reply.status)
 
     def _read(self, reply: Reply, mid: str) -> Any:
         self._refuse_redirect(reply)
@@ -346,27 +347,36 @@ class Session:
                     )
                 raise unencrypted_reply(self.where)
             body = self._unseal(body)
-        check_reply(body, where=self.where, status=reply.status,
-                    content_type=None if self.encrypted else reply.headers.get("content-type"))
+        root = self._envelope(body, reply.status,
+                              None if self.encrypted else reply.headers.get("content-type"))
         if reply.status != 200:
-            found = soap.fault(body)
+            found = soap.fault(root) if root is not None else None
             if found is None:
-                raise self._http_error(reply, body[:300].decode("utf-8", "replace"))
+                raise self._http_error(reply)
             if found.wsman_code == soap.TIMED_OUT_CODE:
                 return None  # a Receive that timed out on the host: poll again
-            raise classify(WSManFaultError(
-                code=reply.status, message="fault", response="", reason=found.reason,
-                fault_code=found.code, fault_subcode=found.subcode,
-                wsman_fault_code=found.wsman_code,
-            ), where=self.where)
-        if self.encrypted and not body:
-            raise unencrypted_reply(self.where)
+            raise wsman_fault(self.where, found.reason, found.wsman_code)
+        assert root is not None
         try:
-            root = soap.parse(body)
             soap.check_relates_to(root, mid)
         except soap.SoapError as exc:
             raise self._malformed(str(exc)) from None
         return root
+
+    def _envelope(self, body: bytes, status: int, content_type: str | None) -> ET.Element | None:
+        """The reply's root, refused exactly as `check_reply` refuses it for pywinrm's path, in
+        one parse: expat runs again only to name what is wrong with a reply that did not parse.
+        None for an error status whose body is no SOAP envelope."""
+        problem = describe_quickly(body, content_type)
+        if problem is None:
+            try:
+                return soap.parse(body)
+            except soap.SoapError as exc:
+                problem = str(exc)
+        check_reply(body, where=self.where, status=status, content_type=content_type)
+        if status != 200:
+            return None
+        raise self._malformed(problem)
 
     def use_basic(self) -> None:
         """Basic: the header goes with every request."""
@@ -379,7 +389,7 @@ async def gather_facts(host: Host, timeouts: Timeouts) -> dict[str, Any]:
     scripts = scripts_for(host.roles)
     if not scripts:
         return {}
-    _check_policy(host)
+    refuse_insecure(host)
     session = Session(host, timeouts)
     await session.connect()
     try:
