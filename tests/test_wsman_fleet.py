@@ -69,3 +69,29 @@ def test_concurrency_is_bounded_by_file_descriptors() -> None:
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert 16 <= concurrency() <= max(16, min(soft, 512))
+
+
+def test_encrypted_sessions_seal_with_the_fast_sealer(
+    builtin_lab: LabProcess, use_lab: UseLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the lab (pyspnego's acceptor), every NTLM session takes the `Sealer`: pyspnego's
+    own wrap stays only a fallback."""
+    import asyncio
+
+    from agent.connectors.wsman import ntlmseal
+    from agent.connectors.wsman.fleet import read_host
+
+    use_lab(builtin_lab)
+    taken: list[object] = []
+    real = ntlmseal.Sealer.take
+
+    def spy(context: Any) -> ntlmseal.Sealer | None:
+        taken.append(result := real(context))
+        return result
+
+    monkeypatch.setattr(ntlmseal.Sealer, "take", staticmethod(spy))
+    host = next(h for h in load_inventory(builtin_lab.inventory).hosts
+                if h.name == "adfs01.lab.example")
+    facts = asyncio.run(read_host(host, TIMEOUTS))
+    assert facts.error is None and facts.facts
+    assert taken and all(isinstance(t, ntlmseal.Sealer) for t in taken)

@@ -76,6 +76,7 @@ from agent.connectors.wsman.http import (
     Reply,
     ReplyTooLarge,
 )
+from agent.connectors.wsman.ntlmseal import Sealer
 from agent.factscripts import FactScript, bundle, scripts_for
 from agent.inventory import Host
 
@@ -180,6 +181,7 @@ class Session:
         self.read_timeout = timeouts.operation + 10
         self.connection: Connection | None = None
         self._context: Any = None
+        self._sealer: Sealer | None = None
         self._auth_header: tuple[tuple[str, str], ...] = ()
         password = c.password.reveal() if c.password is not None else None
         if not c.user or password is None:
@@ -282,6 +284,7 @@ class Session:
             raise ConnectorError(
                 ErrorKind.MALFORMED_REPLY, f"{self.where} sent an unusable NTLM challenge"
             ) from None
+        self._sealer = Sealer.take(self._context)
         body, headers = self._framed(envelope)
         return await self._post(body, (
             *headers, ("Authorization", f"Negotiate {base64.b64encode(authenticate).decode()}")))
@@ -289,7 +292,10 @@ class Session:
     # -- framing -----------------------------------------------------------------------------
 
     def _seal(self, message: bytes) -> bytes:
-        wrapped = bytes(self._context.wrap(message, encrypt=True).data)
+        if self._sealer is not None:
+            wrapped = self._sealer.seal(message)
+        else:
+            wrapped = bytes(self._context.wrap(message, encrypt=True).data)
         return (
             _BOUNDARY + b"\r\n\tContent-Type: " + ENCRYPTION_PROTOCOL.encode()
             + b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
@@ -311,7 +317,10 @@ class Session:
         if len(payload) < 20 or struct.unpack("<I", payload[:4])[0] != 16:
             raise self._malformed("an encrypted reply has a bad signature")
         try:
-            message = bytes(self._context.unwrap(payload[4:]).data)
+            if self._sealer is not None:
+                message = self._sealer.unseal(payload[4:])
+            else:
+                message = bytes(self._context.unwrap(payload[4:]).data)
         except Exception:
             raise self._malformed("an encrypted reply failed its signature check") from None
         if len(message) != int(length_text):

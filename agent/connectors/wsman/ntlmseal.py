@@ -1,0 +1,74 @@
+"""NTLM message sealing for the fast client, with the keys pyspnego negotiated.
+
+pyspnego authenticates (`agent.connectors.wsman.session`); sealing each message through its
+``wrap``/``unwrap`` then costs more than the cryptography itself (flag enums, property lookups:
+about a sixth of the client's CPU per host). `Sealer` takes the keys and RC4 streams of the
+established context and does MS-NLMP's sealing with extended session security and key
+exchange (what Windows and the lab negotiate) directly:
+
+* seal: ``RC4(out, message)``; signature = version 1, ``RC4(out, HMAC_MD5(sign_key,
+  seq + message)[:8])``, seq (MS-NLMP 3.4.4.2 and 3.4.6);
+* unseal: the same with the server's keys, the signature compared in constant time.
+
+Anything else (another pyspnego layout, other flags) gives no `Sealer`, and the session keeps
+using pyspnego's own ``wrap``/``unwrap``. The lab's server side stays pyspnego: it is the oracle
+every sealed message of the test suite is checked against.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from typing import Any, Final
+
+#: NTLMSSP_NEGOTIATE_SIGN | SEAL | EXTENDED_SESSIONSECURITY | KEY_EXCH (MS-NLMP 2.2.2.5).
+_REQUIRED: Final = 0x00000010 | 0x00000020 | 0x00080000 | 0x40000000
+_VERSION: Final = b"\x01\x00\x00\x00"
+
+
+class SealError(Exception):
+    """A sealed message whose signature does not match (tampered, or out of sequence)."""
+
+
+class Sealer:
+    """Seals and unseals one authenticated connection's messages, in order."""
+
+    def __init__(self, out_key: bytes, out_rc4: Any, in_key: bytes, in_rc4: Any) -> None:
+        self._out_key, self._out = out_key, out_rc4
+        self._in_key, self._in = in_key, in_rc4
+        self._out_seq = self._in_seq = 0
+
+    @classmethod
+    def take(cls, context: Any) -> Sealer | None:
+        """The sealer of an NTLM context that has sealed nothing yet; None when its layout or
+        flags are not the ones this module implements."""
+        try:
+            flags = int(context._context_attr)
+            keys = (context._sign_key_out, context._sign_key_in)
+            streams = (context._handle_out._handle, context._handle_in._handle)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if flags & _REQUIRED != _REQUIRED or not all(isinstance(k, bytes) for k in keys):
+            return None
+        if not all(callable(getattr(s, "update", None)) for s in streams):
+            return None
+        return cls(keys[0], streams[0], keys[1], streams[1])
+
+    def seal(self, message: bytes) -> bytes:
+        """The 16-byte signature followed by the sealed message."""
+        sealed = self._out.update(message)
+        seq = struct.pack("<I", self._out_seq)
+        self._out_seq += 1
+        checksum = self._out.update(hmac.digest(self._out_key, seq + message, "md5")[:8])
+        return _VERSION + bytes(checksum) + seq + bytes(sealed)
+
+    def unseal(self, signed: bytes) -> bytes:
+        """The message of a 16-byte signature followed by the sealed message (`SealError`)."""
+        signature, sealed = signed[:16], signed[16:]
+        message = self._in.update(sealed)
+        seq = struct.pack("<I", self._in_seq)
+        self._in_seq += 1
+        checksum = self._in.update(hmac.digest(self._in_key, seq + message, "md5")[:8])
+        if not hmac.compare_digest(_VERSION + checksum + seq, signature):
+            raise SealError("the signature does not match")
+        return bytes(message)
