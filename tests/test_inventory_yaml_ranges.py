@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agent.inventory.ranges import MAX_HOSTS, RangeError, expand, split_port
@@ -14,6 +16,8 @@ from agent.inventory.yamlload import (
     YamlSeq,
     parse_text,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 # -- YAML -----------------------------------------------------------------------------------
 
@@ -215,3 +219,36 @@ def test_invalid_ranges(pattern: str, reason: str) -> None:
 )
 def test_split_port(pattern: str, expected: tuple[str, int | None]) -> None:
     assert split_port(pattern) == expected
+
+
+def _shape(value: object) -> object:
+    """A parsed value with the lines it remembers, for comparing two loaders."""
+    if isinstance(value, YamlMap):
+        return ("map", value.line, [(k, value.line_of(k), _shape(v)) for k, v in value.items()])
+    if isinstance(value, YamlSeq):
+        return ("seq", value.line, [(value.line_of(i), _shape(v)) for i, v in enumerate(value)])
+    return (type(value).__name__, value)
+
+
+def test_libyaml_and_pure_python_parsing_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid documents go through libyaml's parser (fast); every shipped inventory, with
+    anchors, merges, tags and ranges too, reads the same as through PyYAML's own."""
+    import yaml
+
+    from agent.inventory import yamlload
+
+    assert yamlload._C_LOADER is yaml.CSafeLoader  # the wheels ship libyaml: the fast path runs
+    documents = [p.read_text(encoding="utf-8") for p in sorted(REPO.glob("inventory/*.yaml"))]
+    documents.append(
+        "base: &b {a: 1, 'b': [x, y]}\n"
+        "secret: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n"
+        "merged:\n  <<: *b\n  c: !unsafe '{{ x }}'\n  d: 2024-05-01\n  e: 0x1F\n  f: ~\n"
+        "list:\n- one\n- {k: v}\n- [1, 2.5, yes]\n"
+    )
+    for text in documents:
+        fast = parse_text(text, "f.yaml")
+        monkeypatch.setattr(yamlload, "_C_LOADER", yaml.SafeLoader)
+        slow = parse_text(text, "f.yaml")
+        monkeypatch.undo()
+        assert not fast.problems and not slow.problems
+        assert _shape(fast.value) == _shape(slow.value)
