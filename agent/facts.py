@@ -234,6 +234,9 @@ class HostFacts:
     declared: Declared = field(default_factory=Declared)
     facts: Mapping[str, Any] = field(default_factory=dict)
     error: HostError | None = None
+    #: Facts already read and validated: several checks read the same fact of a host.
+    _read: dict[str, FactDict] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "facts", MappingProxyType(dict(self.facts)))
@@ -244,7 +247,10 @@ class HostFacts:
             raise FactUnavailable(
                 name, f"host not scanned: {self.error.message}", host_error=self.error.kind
             )
-        return read_entry(name, self.facts.get(name))
+        read = self._read.get(name)
+        if read is None:
+            read = self._read[name] = read_entry(name, self.facts.get(name))
+        return read
 
     def has_role(self, role: str) -> bool:
         """Whether the host has `role`."""

@@ -34,6 +34,7 @@ from labfixtures import (
     PASSWORD_ENV,
     REPO,
     Report,
+    bench_environment,
     clean_environment,
     process_cpu,
     running_lab,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(PASSWORD_ENV, None)
             runs: list[Run] = []
             # The one-process scan needs the password; the coordinator below does not.
-            env_scan = clean_environment(lab.password)
+            env_scan = bench_environment(lab.password)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             local = subprocess.run(

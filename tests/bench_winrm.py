@@ -47,7 +47,7 @@ import labfixtures
 from labfixtures import (
     PASSWORD_ENV,
     LabProcess,
-    clean_environment,
+    bench_environment,
     process_cpu,
     running_lab,
     write_bench_profiles,
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for latency in (float(x) for x in args.latency.split(",")):
                 with running_lab(root / f"lab-{latency}", "--profiles", str(root / "profiles"),
                                  "--latency", str(latency), "--scheme", args.scheme) as lab:
-                    env = clean_environment(lab.password)
+                    env = bench_environment(lab.password)
                     runs = _runs(lab, engines, args, env, root)
                     for run in runs:
                         per_request = (run.lab_cpu_seconds * 1000 / run.requests

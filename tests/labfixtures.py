@@ -118,6 +118,19 @@ class LabProcess:
         return stop_process(self.process)
 
 
+def bench_environment(password: str | None = None) -> dict[str, str]:
+    """`clean_environment` for a benchmark: with the project's bytecode compiled and used, as
+    after ``pip install`` (an editable checkout under ``PYTHONDONTWRITEBYTECODE`` would compile
+    every module from source at each start: 0.2–0.3 s more per run, measured)."""
+    import compileall
+
+    for package in ("agent", "checks"):
+        compileall.compile_dir(REPO / package, quiet=1)
+    env = clean_environment(password)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def clean_environment(password: str | None = None) -> dict[str, str]:
     """The current environment without proxy settings, with `password` as MFA_LAB_PASSWORD."""
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}

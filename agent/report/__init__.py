@@ -28,13 +28,13 @@ from agent.report.model import (
     ScanReport,
     WaiverState,
 )
-from agent.report.prometheus import render_prometheus
 from agent.report.terminal import render_terminal
 from agent.report.writer import (
     FILENAMES,
     FORMATS,
     RENDERERS,
     Renderer,
+    render_prometheus,
     write_atomic,
     write_reports,
 )

@@ -67,7 +67,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
     if isinstance(value, Mapping):
         return {jsonable(str(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, Set):

@@ -174,9 +174,29 @@ def report_document(report: ScanReport) -> dict[str, Any]:
 
 
 def render_json(report: ScanReport) -> str:
-    """The report as a JSON document (UTF-8 text, indented, ending with a newline).
+    """The report as a JSON document (UTF-8 text, ending with a newline): one top-level field
+    per line, and one host, check or result per line within its list — readable, greppable,
+    and written by the json module's C encoder (an indented dump goes through its pure-Python
+    encoder: 0.2 s for a 1,000-host report).
 
     Evidence values that are not JSON data (sets, non-finite floats, other objects) are
     converted to lists or strings rather than failing the report.
     """
-    return json.dumps(report_document(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return layout(report_document(report))
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def layout(document: dict[str, Any]) -> str:
+    """`document` (plain JSON data) as text: a field per line, a list's items a line each."""
+    fields = []
+    for key, value in document.items():
+        if isinstance(value, list) and value:
+            items = ",\n    ".join(_compact(item) for item in value)
+            text = f"[\n    {items}\n  ]"
+        else:
+            text = _compact(value)
+        fields.append(f"  {_compact(key)}: {text}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"

@@ -21,10 +21,17 @@ from agent.report.json_report import render_json
 from agent.report.junit import render_junit
 from agent.report.markdown import render_markdown
 from agent.report.model import ScanReport
-from agent.report.prometheus import render_prometheus
 
 #: A reporter that renders to text: a pure function of the report.
 Renderer = Callable[[ScanReport], str]
+
+
+def render_prometheus(report: ScanReport) -> str:
+    """`agent.report.prometheus.render_prometheus`, imported on first use (prometheus_client
+    takes a tenth of the start-up, and most scans write no metrics)."""
+    from agent.report.prometheus import render_prometheus as render
+
+    return render(report)
 
 #: Format name -> renderer, for the formats that can be written to a file.
 RENDERERS: Final[dict[str, Renderer]] = {
