@@ -95,3 +95,22 @@ def test_encrypted_sessions_seal_with_the_fast_sealer(
     facts = asyncio.run(read_host(host, TIMEOUTS))
     assert facts.error is None and facts.facts
     assert taken and all(isinstance(t, ntlmseal.Sealer) for t in taken)
+
+
+def test_tls_connections_use_small_read_buffers(
+    builtin_https_lab: LabProcess, use_lab: UseLab
+) -> None:
+    """asyncio's 256 KiB buffer per TLS connection, times 512 hosts in flight, was most of an
+    https scan's memory: the fast client lowers it before its first TLS connection."""
+    import asyncio
+    import asyncio.sslproto
+
+    from agent.connectors.wsman.fleet import read_host
+    from agent.connectors.wsman.session import TLS_READ_BUFFER
+
+    use_lab(builtin_https_lab)
+    host = next(h for h in load_inventory(builtin_https_lab.inventory).hosts
+                if h.name == "adfs01.lab.example")
+    facts = asyncio.run(read_host(host, TIMEOUTS))
+    assert facts.error is None and facts.facts
+    assert asyncio.sslproto.SSLProtocol.max_size == TLS_READ_BUFFER

@@ -120,6 +120,18 @@ def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
 
 _contexts: dict[str | None, ssl.SSLContext] = {}
 
+#: Bytes asyncio reads from one TLS connection at a time. Its default (``SSLProtocol.max_size``,
+#: 256 KiB) is also a buffer it allocates per connection: with 512 hosts in flight per process
+#: those held 128 MiB each (579 MB peak for 1,000 https hosts, measured). Four TLS records.
+TLS_READ_BUFFER: Final = 64 * 1024
+
+
+def _small_tls_buffers() -> None:
+    """Lower asyncio's per-connection TLS buffer to `TLS_READ_BUFFER` (this process only)."""
+    protocol = getattr(getattr(asyncio, "sslproto", None), "SSLProtocol", None)
+    if protocol is not None and getattr(protocol, "max_size", 0) > TLS_READ_BUFFER:
+        protocol.max_size = TLS_READ_BUFFER
+
 
 def _context_for(ca_file: str | None) -> ssl.SSLContext:
     context = _contexts.get(ca_file)
@@ -198,6 +210,8 @@ class Session:
         """Open the TCP (TLS) connection within the connect timeout."""
         c = self.host.connection
         context = _context_for(c.winrm_ca_trust_path) if self.https else None
+        if context is not None:
+            _small_tls_buffers()
         try:
             async with asyncio.timeout(self.timeouts.connect):
                 reader, writer = await asyncio.open_connection(
