@@ -34,30 +34,33 @@ def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     return client, server
 
 
-def test_what_the_sealer_seals_pyspnego_unwraps(pair: tuple[Any, Any]) -> None:
+@pytest.fixture
+def sealed(pair: tuple[Any, Any]) -> tuple[Sealer, Any]:
+    """The client's `Sealer`, and pyspnego's server context."""
     client, server = pair
     sealer = Sealer.take(client)
     assert sealer is not None
+    return sealer, server
+
+
+def test_what_the_sealer_seals_pyspnego_unwraps(sealed: tuple[Sealer, Any]) -> None:
+    sealer, server = sealed
     for message in MESSAGES:
         signed = sealer.seal(message)
         assert signed[16:] != message or not message  # sealed, not sent in clear
         assert server.unwrap_winrm(signed[:16], signed[16:]) == message
 
 
-def test_what_pyspnego_wraps_the_sealer_unseals(pair: tuple[Any, Any]) -> None:
-    client, server = pair
-    sealer = Sealer.take(client)
-    assert sealer is not None
+def test_what_pyspnego_wraps_the_sealer_unseals(sealed: tuple[Sealer, Any]) -> None:
+    sealer, server = sealed
     for message in MESSAGES:
         wrapped = server.wrap_winrm(message)
         assert sealer.unseal(wrapped.header + wrapped.data) == message
 
 
 @pytest.mark.parametrize("position", [0, 5, 13, 16, 20])
-def test_a_changed_byte_is_refused(pair: tuple[Any, Any], position: int) -> None:
-    client, server = pair
-    sealer = Sealer.take(client)
-    assert sealer is not None
+def test_a_changed_byte_is_refused(sealed: tuple[Sealer, Any], position: int) -> None:
+    sealer, server = sealed
     wrapped = server.wrap_winrm(b"<s:Envelope>the facts</s:Envelope>")
     signed = bytearray(wrapped.header + wrapped.data)
     signed[position] ^= 0x01
@@ -65,10 +68,8 @@ def test_a_changed_byte_is_refused(pair: tuple[Any, Any], position: int) -> None
         sealer.unseal(bytes(signed))
 
 
-def test_a_message_out_of_sequence_is_refused(pair: tuple[Any, Any]) -> None:
-    client, server = pair
-    sealer = Sealer.take(client)
-    assert sealer is not None
+def test_a_message_out_of_sequence_is_refused(sealed: tuple[Sealer, Any]) -> None:
+    sealer, server = sealed
     first, second = server.wrap_winrm(b"one"), server.wrap_winrm(b"two")
     with pytest.raises(SealError):
         sealer.unseal(second.header + second.data)
