@@ -163,8 +163,10 @@ def network_rows(
     )
 
 
+#: A connection that failed for no more specific reason.
+COULD_NOT_CONNECT: Describe = fixed(ErrorKind.CONNECTION_FAILED, "could not connect to {where}")
 #: The last row of every table: any other socket error.
-OS_ERROR_ROW = Row((OSError,), fixed(ErrorKind.CONNECTION_FAILED, "could not connect to {where}"))
+OS_ERROR_ROW = Row((OSError,), COULD_NOT_CONNECT)
 
 
 def shown(text: str, limit: int = 200) -> str:

@@ -31,6 +31,7 @@ from ldap3.core.exceptions import (
 )
 
 from agent.connectors.errors import (
+    COULD_NOT_CONNECT,
     OS_ERROR_ROW,
     ConnectorError,
     ErrorKind,
@@ -150,13 +151,14 @@ def _certificate_error(
 
 
 #: What to set when a directory's certificate chain is not trusted.
-_CA_HINT = " (trust its CA with mfa_directory.ca_file)"
+_CA_SETTING = "mfa_directory.ca_file"
+_CA_HINT = f" (trust its CA with {_CA_SETTING})"
 
 
 #: What ldap3 and the sockets under it raise on connecting, as errors (`agent.connectors.errors`).
 _ROWS: tuple[Row, ...] = (
     Row((LDAPStartTLSError,), fixed(ErrorKind.TLS_VERIFICATION_FAILED, "TLS with {where} failed")),
-    *network_rows("mfa_directory.ca_file",
+    *network_rows(_CA_SETTING,
                   fixed(ErrorKind.TIMED_OUT, "timed out connecting to {where}")),
     OS_ERROR_ROW,
 )
@@ -166,8 +168,7 @@ def _socket_error(exc: BaseException, endpoint: Endpoint, tls: ExpectedNameTls) 
     """Classify an ldap3 connection failure (the causes ldap3 merges into its exceptions too)."""
     if tls.failure is not None:
         return _certificate_error(tls.failure, endpoint, tls.expected)
-    return map_exception(exc, _ROWS, endpoint.url, fixed(ErrorKind.CONNECTION_FAILED,
-                                                         "could not connect to {where}"))
+    return map_exception(exc, _ROWS, endpoint.url, COULD_NOT_CONNECT)
 
 
 def _bind_error(

@@ -32,6 +32,7 @@ from agent.connectors.common import (
     too_much_output,
 )
 from agent.connectors.errors import (
+    COULD_NOT_CONNECT,
     OS_ERROR_ROW,
     ConnectorError,
     ErrorKind,
@@ -174,8 +175,7 @@ _ROWS: tuple[Row, ...] = (
 
 
 def _connect_error(exc: BaseException, where: str) -> ConnectorError:
-    return map_exception(exc, _ROWS, where, fixed(ErrorKind.CONNECTION_FAILED,
-                                                  "could not connect to {where}"))
+    return map_exception(exc, _ROWS, where, COULD_NOT_CONNECT)
 
 
 class SSHConnector:

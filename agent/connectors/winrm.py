@@ -35,6 +35,7 @@ from agent.connectors.common import (
     too_much_output,
 )
 from agent.connectors.errors import (
+    COULD_NOT_CONNECT,
     OS_ERROR_ROW,
     TIMED_OUT_WAITING,
     ConnectorError,
@@ -106,8 +107,7 @@ def _rows(read_timeout: float | None) -> tuple[Row, ...]:
         Row((requests.exceptions.Timeout,), timed_out(read_timeout)),
         Row((ProtocolError,), fixed(ErrorKind.CONNECTION_RESET, "connection reset by {where}")),
         # requests' exceptions are OSErrors too: these rows come before the last socket row.
-        Row((requests.exceptions.ConnectionError,), fixed(
-            ErrorKind.CONNECTION_FAILED, "could not connect to {where}")),
+        Row((requests.exceptions.ConnectionError,), COULD_NOT_CONNECT),
         OS_ERROR_ROW,
         Row((WinRMError,), _client_error),
     )

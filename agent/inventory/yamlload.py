@@ -287,12 +287,12 @@ def parse_text(text: str, file: str) -> Parsed:
     if _C_LOADER is not yaml.SafeLoader:
         fast = _FastLoader(text)
         try:
-            parsed = _parse(fast, text, file)
-        except yaml.YAMLError:
-            parsed = Parsed(None, [Problem(file, "YAML syntax error")])
+            parsed: Parsed | None = _parse(fast, text, file)
+        except yaml.YAMLError:  # named below, by the pure-Python loader
+            parsed = None
         finally:
             fast.dispose()
-        if not parsed.problems:
+        if parsed is not None and not parsed.problems:
             return parsed
     try:
         loader = _BoundedLoader(text)
