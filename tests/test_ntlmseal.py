@@ -1,7 +1,9 @@
-"""The fast client's NTLM sealing (`agent.connectors.wsman.ntlmseal`) against pyspnego's acceptor.
+"""NTLM sealing (`agent.connectors.wsman.ntlmseal`) against pyspnego, on either side.
 
-pyspnego, on the server side, is the oracle: what the sealer seals, it unwraps and verifies;
-what it wraps, the sealer unseals; a changed byte or a message out of sequence is refused.
+The sealer seals for the fast client (taken from pyspnego's initiator) and for the lab (taken
+from pyspnego's acceptor). pyspnego, on the other side, is the oracle: what the sealer seals, it
+unwraps and verifies; what it wraps, the sealer unseals; a changed byte or a message out of
+sequence is refused.
 """
 
 from __future__ import annotations
@@ -34,34 +36,36 @@ def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     return client, server
 
 
-@pytest.fixture
-def sealed(pair: tuple[Any, Any]) -> tuple[Sealer, Any]:
-    """The client's `Sealer`, and pyspnego's server context."""
+@pytest.fixture(params=["client", "server"])
+def sealed(request: pytest.FixtureRequest, pair: tuple[Any, Any]) -> tuple[Sealer, Any]:
+    """One side's `Sealer` (the fast client's, or the lab's), and pyspnego's context of the
+    other side."""
     client, server = pair
-    sealer = Sealer.take(client)
+    mine, peer = (client, server) if request.param == "client" else (server, client)
+    sealer = Sealer.take(mine)
     assert sealer is not None
-    return sealer, server
+    return sealer, peer
 
 
 def test_what_the_sealer_seals_pyspnego_unwraps(sealed: tuple[Sealer, Any]) -> None:
-    sealer, server = sealed
+    sealer, peer = sealed
     for message in MESSAGES:
         signed = sealer.seal(message)
         assert signed[16:] != message or not message  # sealed, not sent in clear
-        assert server.unwrap_winrm(signed[:16], signed[16:]) == message
+        assert peer.unwrap_winrm(signed[:16], signed[16:]) == message
 
 
 def test_what_pyspnego_wraps_the_sealer_unseals(sealed: tuple[Sealer, Any]) -> None:
-    sealer, server = sealed
+    sealer, peer = sealed
     for message in MESSAGES:
-        wrapped = server.wrap_winrm(message)
+        wrapped = peer.wrap_winrm(message)
         assert sealer.unseal(wrapped.header + wrapped.data) == message
 
 
 @pytest.mark.parametrize("position", [0, 5, 13, 16, 20])
 def test_a_changed_byte_is_refused(sealed: tuple[Sealer, Any], position: int) -> None:
-    sealer, server = sealed
-    wrapped = server.wrap_winrm(b"<s:Envelope>the facts</s:Envelope>")
+    sealer, peer = sealed
+    wrapped = peer.wrap_winrm(b"<s:Envelope>the facts</s:Envelope>")
     signed = bytearray(wrapped.header + wrapped.data)
     signed[position] ^= 0x01
     with pytest.raises(SealError):
@@ -69,8 +73,8 @@ def test_a_changed_byte_is_refused(sealed: tuple[Sealer, Any], position: int) ->
 
 
 def test_a_message_out_of_sequence_is_refused(sealed: tuple[Sealer, Any]) -> None:
-    sealer, server = sealed
-    first, second = server.wrap_winrm(b"one"), server.wrap_winrm(b"two")
+    sealer, peer = sealed
+    first, second = peer.wrap_winrm(b"one"), peer.wrap_winrm(b"two")
     with pytest.raises(SealError):
         sealer.unseal(second.header + second.data)
     del first

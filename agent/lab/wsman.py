@@ -171,16 +171,12 @@ class _Connection:
 
     def _send(self, status: int, body: bytes = b"",
               headers: tuple[tuple[str, str], ...] = ()) -> None:
-        lines = [
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-            f"Server: {SERVER_NAME}",
-            f"Date: {_http_date()}",
-            f"Content-Length: {len(body)}",
-            *(f"{name}: {value}" for name, value in headers),
-        ]
+        head = (f"HTTP/1.1 {status} {_PHRASES[status]}\r\nServer: {SERVER_NAME}\r\n"
+                f"Date: {_http_date()}\r\nContent-Length: {len(body)}\r\n")
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers)
         if self.close_connection:
-            lines.append("Connection: close")
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            head += "Connection: close\r\n"
+        self.writer.write(head.encode("latin-1") + b"\r\n" + body)
         self.lab.count(f"http:{status}")
 
     def _unauthorized(self, token: tuple[str, bytes] | None = None) -> None:
@@ -326,6 +322,8 @@ class _Connection:
 
 
 _date_cache: tuple[int, str] = (0, "")
+#: Reason phrases by status code (an ``HTTPStatus`` lookup per reply costs more than the reply).
+_PHRASES: Final = {int(status): status.phrase for status in HTTPStatus}
 
 
 def _http_date() -> str:

@@ -11,8 +11,9 @@ exchange (what Windows and the lab negotiate) directly:
 * unseal: the same with the server's keys, the signature compared in constant time.
 
 Anything else (another pyspnego layout, other flags) gives no `Sealer`, and the session keeps
-using pyspnego's own ``wrap``/``unwrap``. The lab's server side stays pyspnego: it is the oracle
-every sealed message of the test suite is checked against.
+using pyspnego's own ``wrap``/``unwrap``. The keys are the context's own, so an acceptor's
+context works the same way (the lab's server side seals with it). ``tests/test_ntlmseal.py``
+checks every direction against pyspnego's ``wrap``/``unwrap``.
 """
 
 from __future__ import annotations
