@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.cli import main
+from agent.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -300,3 +300,40 @@ def test_a_facts_file_of_another_inventory_is_exit_3(run_cli: Run) -> None:
     assert result.code == 3
     assert "none of the inventory's hosts is in this facts file" in result.err
     assert "adfs01.lab.example" in result.err
+
+
+_QUICK_EXIT = """
+import atexit, sys, threading
+import agent.cli
+atexit.register(print, "exit handler ran")
+if sys.argv[1] == "thread":  # running until the test closes stdin, after reading the report
+    threading.Thread(target=lambda: (sys.stdin.read(), print("thread finished"))).start()
+sys.argv = ["mfa-agent", "scan", "-i", sys.argv[2], "--replay", sys.argv[3], "--format", "json"]
+agent.cli.run()
+"""
+
+
+@pytest.mark.parametrize("with_thread", [False, True])
+def test_the_console_script_exits_with_the_code_after_its_exit_handlers(
+    with_thread: bool,
+) -> None:
+    """`run` skips the interpreter's teardown, not what a normal exit does: the exit handlers
+    run, the whole report reaches a pipe, the exit code is the scan's; a thread still running
+    is waited for, as a normal exit does."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    mode = "thread" if with_thread else "plain"
+    with subprocess.Popen([sys.executable, "-c", _QUICK_EXIT, mode, LAB, FACTS], env=env,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdin is not None and child.stdout is not None
+        report = ""
+        for line in child.stdout:
+            report += line
+            if line == "}\n":  # the report is out: the scan is over, run() is exiting
+                break
+        child.stdin.close()
+        rest = child.stdout.read()
+        code = child.wait(timeout=120)
+    assert code == 1
+    assert json.loads(report)["summary"]["counts"]["FAIL"] == 10
+    assert "exit handler ran" in rest
+    assert ("thread finished" in rest) is with_thread
