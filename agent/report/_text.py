@@ -62,7 +62,24 @@ def jsonable(value: Any) -> Any:
     """`value` as plain JSON data: mappings become dicts with string keys, tuples and sets
     become lists (sets sorted by their text), non-finite floats and anything else become strings,
     and lone surrogates in strings are replaced, so serialisation can never fail."""
-    if value is None or isinstance(value, bool | int):
+    kind = type(value)
+    # The exact types a report is made of first (a 1,000-host report is 180,000 values).
+    if kind is str:
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if kind is dict:
+        return {
+            k if type(k) is str and k.isascii() else jsonable(str(k)): jsonable(v)
+            for k, v in value.items()
+        }
+    if kind is list or kind is tuple:
+        return [jsonable(v) for v in value]
+    if value is None or kind is bool or kind is int:
+        return value
+    return _jsonable_other(value)
+
+
+def _jsonable_other(value: Any) -> Any:
+    if isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
