@@ -35,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
@@ -177,7 +178,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_mapping(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+    return isinstance(value, Mapping) and all(map(isinstance, value, repeat(str)))
 
 
 def _is_str_list(value: Any) -> bool:

@@ -9,12 +9,17 @@ A fact declaration (`agent.factscripts.FACTS`) states its value's shape with the
 absent: absence is a fact, not an error). Keys not declared are refused: a script that emits a key
 nothing declares is a script that drifted from its declaration. `validate` returns the first
 mismatch as ``(path, expected, got)``; `describe` renders the shape for documentation.
+
+Every fact of every host is validated before a check reads it (a 1,000-host scan validates
+6,000 values), so `fits` first answers yes or no with a checker built once per schema, and the
+walk that says where and how a value departs runs only for a value that does not fit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 #: ``(path, expected, got)``: where a value departs from its schema, and how.
@@ -92,15 +97,62 @@ def _where(path: str, key: str) -> str:
 
 def validate(schema: Schema, value: Any, path: str = "") -> Mismatch | None:
     """The first place where `value` departs from `schema`, or None when it fits."""
+    return None if fits(schema, value) else _mismatch(schema, value, path)
+
+
+Checker = Callable[[Any], bool]
+#: id(schema) -> (schema, its checker): the schema is kept so that its id is never reused.
+_CHECKERS: dict[int, tuple[Schema, Checker]] = {}
+_ABSENT: Any = object()
+
+
+def fits(schema: Schema, value: Any) -> bool:
+    """Whether `value` fits `schema` (what `validate` finds no mismatch in)."""
+    known = _CHECKERS.get(id(schema))
+    if known is None or known[0] is not schema:
+        known = _CHECKERS[id(schema)] = (schema, _checker(schema))
+    return known[1](value)
+
+
+def _str_keys(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(map(isinstance, value, repeat(str)))
+
+
+def _checker(schema: Schema) -> Checker:
     if isinstance(schema, Opt):
-        return None if value is None else validate(schema.inner, value, path)
+        inner = _checker(schema.inner)
+        return lambda value: value is None or inner(value)
+    if isinstance(schema, Scalar):
+        return schema.check
+    if isinstance(schema, ListOf):
+        item = _checker(schema.item)
+        return lambda value: isinstance(value, list) and all(map(item, value))
+    allowed = frozenset(schema.fields)
+    required = frozenset(k for k, f in schema.fields.items() if not isinstance(f, Opt))
+    fields = tuple((key, _checker(field)) for key, field in schema.fields.items())
+
+    def check(value: Any) -> bool:
+        if not _str_keys(value) or not allowed.issuperset(value) or not required.issubset(value):
+            return False
+        for key, field in fields:
+            item = value.get(key, _ABSENT)
+            if item is not _ABSENT and not field(item):
+                return False
+        return True
+
+    return check
+
+
+def _mismatch(schema: Schema, value: Any, path: str) -> Mismatch | None:
+    if isinstance(schema, Opt):
+        return None if value is None else _mismatch(schema.inner, value, path)
     if isinstance(schema, Scalar):
         return None if schema.check(value) else (path, schema.name, value)
     if isinstance(schema, ListOf):
         if not isinstance(value, list):
             return (path, f"list of {describe(schema.item)}", value)
         for index, item in enumerate(value):
-            found = validate(schema.item, item, f"{path}[{index}]")
+            found = _mismatch(schema.item, item, f"{path}[{index}]")
             if found is not None:
                 return found
         return None
@@ -111,7 +163,7 @@ def validate(schema: Schema, value: Any, path: str = "") -> Mismatch | None:
             if isinstance(field, Opt):
                 continue
             return (_where(path, key), f"{describe(field)} (the key is missing)", None)
-        found = validate(field, value[key], _where(path, key))
+        found = _mismatch(field, value[key], _where(path, key))
         if found is not None:
             return found
     extra = sorted(set(value) - set(schema.fields))
