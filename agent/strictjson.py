@@ -63,24 +63,25 @@ def loads(text: str) -> Any:
     return value
 
 
+_CONTAINERS: Final = (dict, list)
+
+
 def depth(value: Any) -> int:
-    """How deeply objects and arrays nest in `value` (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """How deeply objects and arrays nest in `value` (a scalar is 0), without recursion; past
+    `MAX_DEPTH` it stops counting (the answer is then ``MAX_DEPTH + 1``).
+
+    Level by level: each level keeps only the containers of the one above, so a scalar costs
+    a test in a comprehension rather than a trip through a stack (every host's facts pass here).
+    """
+    level, containers = 0, [value] if isinstance(value, _CONTAINERS) else []
+    while containers and level <= MAX_DEPTH:
         level += 1
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((child, level) for child in children)
-    return deepest
+        below: list[Any] = []
+        for item in containers:
+            children = item.values() if isinstance(item, dict) else item
+            below += [child for child in children if isinstance(child, _CONTAINERS)]
+        containers = below
+    return level
 
 
 def dumps(value: Any, **kwargs: Any) -> str:

@@ -252,6 +252,16 @@ def test_strict_json_names_what_was_wrong() -> None:
     with pytest.raises(strictjson.StrictJsonError, match="nested deeper than 64"):
         strictjson.loads("[" * 65 + "]" * 65)
     assert strictjson.loads("[" * 64 + "]" * 64) is not None
+    # The deepest branch counts wherever it is: behind wide siblings, objects and arrays mixed.
+    for levels, refused in ((64, False), (65, True)):
+        pairs, odd = divmod(levels - 1, 2)  # the outer object is the first level
+        deep = '{"k": [' * pairs + ("[]" if odd else "null") + "]}" * pairs
+        text = '{"wide": [1, "[", {}], "deep": ' + deep + ', "after": [[[]]]}'
+        if refused:
+            with pytest.raises(strictjson.StrictJsonError, match="nested deeper than 64"):
+                strictjson.loads(text)
+        else:
+            assert strictjson.loads(text)["after"] == [[[]]]
     with pytest.raises(strictjson.StrictJsonError) as caught:
         strictjson.loads('{\n "a": oops}')
     assert caught.value.line == 2
