@@ -92,20 +92,55 @@ def _run_fleet_check(check: Check, fleet: Fleet) -> list[Finding]:
         ]
 
 
-def evaluate(checks: Iterable[Check], fleet: Fleet) -> tuple[Result, ...]:
-    """Evaluate every check over the fleet; results ordered by target, then check id."""
-    host_names = [h.name for h in fleet.hosts]
+def host_results(checks: Iterable[Check], host: HostFacts) -> list[Result]:
+    """The results of the host checks among `checks` that apply to `host`."""
+    return [
+        _result(check.meta.id, host.name, _run_host_check(check, host))
+        for check in checks
+        if check.host_fn is not None and applies(check, host)
+    ]
+
+
+class HostResults:
+    """Host checks evaluated as each host's facts arrive, for `evaluate` to take up.
+
+    A live scan adds each host when it is read, so the checks of the hosts already read run
+    while the others are still being read instead of all after the last one. A host's results
+    are used only for that very `HostFacts` object: a host replaced afterwards (interrupted,
+    timed out) is evaluated again by `evaluate`.
+    """
+
+    def __init__(self, checks: Iterable[Check]) -> None:
+        self._checks = tuple(c for c in checks if c.host_fn is not None)
+        self._by_name: dict[str, tuple[HostFacts, list[Result]]] = {}
+
+    def add(self, host: HostFacts) -> None:
+        """Evaluate the host checks on `host` now."""
+        self._by_name[host.name] = (host, host_results(self._checks, host))
+
+    def of(self, host: HostFacts) -> list[Result] | None:
+        """The results added for this `host` object, or None."""
+        kept = self._by_name.get(host.name)
+        return kept[1] if kept is not None and kept[0] is host else None
+
+
+def evaluate(
+    checks: Iterable[Check], fleet: Fleet, ready: HostResults | None = None
+) -> tuple[Result, ...]:
+    """Evaluate every check over the fleet; results ordered by target, then check id.
+
+    `ready` holds host checks already evaluated on some of the fleet's hosts (a live scan's).
+    """
+    checks = tuple(checks)
     results: list[Result] = []
+    for host in fleet.hosts:
+        known = ready.of(host) if ready is not None else None
+        results += known if known is not None else host_results(checks, host)
     for check in checks:
-        if check.host_fn is not None:
-            for host in fleet.hosts:
-                if applies(check, host):
-                    outcome = _run_host_check(check, host)
-                    results.append(_result(check.meta.id, host.name, outcome))
-        else:
+        if check.host_fn is None:
             for finding in _run_fleet_check(check, fleet):
                 results.append(_result(check.meta.id, finding.target, finding.outcome))
-    order = {name: i for i, name in enumerate(host_names)}
+    order = {h.name: i for i, h in enumerate(fleet.hosts)}
     tail = {DIRECTORY_TARGET: len(order), DEPLOYMENT_TARGET: len(order) + 1}
 
     def key(r: Result) -> tuple[int, str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent import __version__
 from agent.connectors.errors import ConnectorError
-from agent.engine import evaluate, select_checks
+from agent.engine import HostResults, evaluate, select_checks
 from agent.errors import InputError, Problem
 from agent.facts import DirectoryView, Fleet, HostError, HostFacts
 from agent.factsfile import FactsFile
@@ -270,7 +270,14 @@ def live(
         raise InputError(problems)
     if on_start is not None:
         on_start(len(selected))
-    gathered = (gatherer or _local_gather)(selected, gather_options, on_done)
+    ready = HostResults(checks)
+
+    def read(host: HostFacts) -> None:
+        ready.add(host)
+        if on_done is not None:
+            on_done(host)
+
+    gathered = (gatherer or _local_gather)(selected, gather_options, read)
     entry = None
     interrupted = gathered.interrupted
     if inventory.directory is not None and not interrupted:
@@ -307,6 +314,7 @@ def live(
         warnings=warnings,
         scope=options.scope(),
         interrupted=interrupted,
+        ready=ready,
     )
     return run
 
@@ -345,8 +353,9 @@ def _report(
     collected_at: datetime | None = None,
     scope: str = "",
     interrupted: bool = False,
+    ready: HostResults | None = None,
 ) -> ScanRun:
-    results = evaluate(checks, fleet)
+    results = evaluate(checks, fleet, ready)
     if inventory is not None:
         inventory_path, inventory_digest = str(inventory.path), inventory.digest
     facts = FactsFile(

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from agent.engine import FLEET_TARGET, applies, evaluate, select_checks
+from agent.engine import FLEET_TARGET, HostResults, applies, evaluate, select_checks
 from agent.errors import InputError
 from agent.facts import Fleet, HostError, HostFacts
 from agent.model import (
@@ -138,6 +138,41 @@ def test_results_are_ordered_hosts_then_directory_then_deployment() -> None:
         (DIRECTORY_TARGET, "fleet"),
         (DEPLOYMENT_TARGET, "fleet"),
     ]
+
+
+def test_host_checks_evaluated_as_hosts_arrive_are_taken_up_and_nothing_runs_twice() -> None:
+    calls: list[str] = []
+
+    def counted(host: HostFacts) -> Outcome:
+        calls.append(host.name)
+        return os_version(host)
+
+    def fleet_fn(fleet: Fleet) -> Iterable[Finding]:
+        yield Finding("adfs01", failed("fleet-wide", hosts=len(fleet.hosts)))
+
+    checks = [Check(meta("os"), host_fn=counted),
+              Check(meta("fleet", scope=Scope.FLEET), fleet_fn=fleet_fn)]
+    fleet = Fleet(hosts=(OLD, ADFS, PORTAL))
+    expected = evaluate(checks, fleet)
+    calls.clear()
+    ready = HostResults(checks)
+    for host in fleet.hosts:
+        ready.add(host)
+    assert calls == ["adfs02", "adfs01"]  # evaluated when added: PORTAL has no adfs role
+    assert evaluate(checks, fleet, ready) == expected
+    assert calls == ["adfs02", "adfs01"]  # and not again
+
+
+def test_a_host_replaced_after_it_was_evaluated_is_evaluated_again() -> None:
+    """The scan replaced the facts of a host it had already evaluated (e.g. Ctrl-C marked it):
+    the results are those of the facts in the report, never of the ones replaced."""
+    ready = HostResults([CHECK])
+    ready.add(ADFS)
+    unreachable = HostFacts("adfs01", frozenset({"adfs"}), "10.0.0.1",
+                            error=HostError("interrupted", "scan interrupted"))
+    (result,) = evaluate([CHECK], Fleet(hosts=(unreachable,)), ready)
+    assert result.status is Status.ERROR
+    assert evaluate([CHECK], Fleet(hosts=(ADFS,)), ready)[0].status is Status.PASS
 
 
 def test_select_checks_include_skip_and_unknown_ids() -> None:
