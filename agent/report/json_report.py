@@ -11,6 +11,7 @@ version 1 (optional in the schema, always written by this module): the WAIVED st
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any, Final
 
@@ -139,12 +140,18 @@ def _result(report: ScanReport, result: Result) -> dict[str, Any]:
 
 def report_document(report: ScanReport) -> dict[str, Any]:
     """The report as plain JSON data (what `render_json` serialises)."""
+    result: dict[str, Any] = jsonable(_document(report))
+    return result
+
+
+def _document(report: ScanReport) -> dict[str, Any]:
+    """The report's fields, the results as an iterator (built one at a time when laid out)."""
     inventory = (
         None
         if report.inventory is None and report.inventory_digest is None
         else {"path": report.inventory, "digest": report.inventory_digest}
     )
-    document = {
+    return {
         "schema": SCHEMA_NAME,
         "version": SCHEMA_VERSION,
         "agent_version": report.agent_version,
@@ -161,7 +168,7 @@ def report_document(report: ScanReport) -> dict[str, Any]:
         },
         "hosts": [_host(h) for h in report.hosts],
         "checks": [_check(c) for c in report.checks],
-        "results": [_result(report, r) for r in report.results],
+        "results": (_result(report, r) for r in report.results),
         "warnings": list(report.warnings),
         "scan_id": report.scan_id,
         "scope": report.scope,
@@ -169,8 +176,6 @@ def report_document(report: ScanReport) -> dict[str, Any]:
         "waivers": [_waiver_state(w) for w in report.waivers],
         "delta": delta_document(report.delta),
     }
-    result: dict[str, Any] = jsonable(document)
-    return result
 
 
 def render_json(report: ScanReport) -> str:
@@ -182,21 +187,31 @@ def render_json(report: ScanReport) -> str:
     Evidence values that are not JSON data (sets, non-finite floats, other objects) are
     converted to lists or strings rather than failing the report.
     """
-    return layout(report_document(report))
+    return layout(_document(report))
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
 
 
-def layout(document: dict[str, Any]) -> str:
-    """`document` (plain JSON data) as text: a field per line, a list's items a line each."""
-    fields = []
+def layout(document: Mapping[str, Any]) -> str:
+    """`document` as text: a field per line, the items of a list (tuple, iterator) a line each.
+
+    Each item is made plain JSON data (`jsonable`) and encoded on its own, and the text is
+    joined once: a 10,000-host report never exists as a second whole document, nor as text
+    more than twice (the pieces, then the document).
+    """
+    pieces = ["{"]
     for key, value in document.items():
-        if isinstance(value, list) and value:
-            items = ",\n    ".join(_compact(item) for item in value)
-            text = f"[\n    {items}\n  ]"
+        pieces.append(f"\n  {_compact(str(key))}: " if len(pieces) == 1
+                      else f",\n  {_compact(str(key))}: ")
+        if isinstance(value, list | tuple | Iterator):
+            first = len(pieces)
+            for item in value:
+                pieces.append(",\n    " if len(pieces) > first else "[\n    ")
+                pieces.append(_compact(item))
+            pieces.append("\n  ]" if len(pieces) > first else "[]")
         else:
-            text = _compact(value)
-        fields.append(f"  {_compact(key)}: {text}")
-    return "{\n" + ",\n".join(fields) + "\n}\n"
+            pieces.append(_compact(value))
+    pieces.append("\n}\n")
+    return "".join(pieces)
