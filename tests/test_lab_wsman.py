@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -30,6 +31,8 @@ import spnego
 import winrm
 import yaml
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
+
+from cryptography import x509
 
 from agent.factscripts import SCRIPTS, by_name, scripts_for
 from agent.lab import load_lab
@@ -497,6 +500,28 @@ def test_https_with_the_lab_ca(https_lab: RunningLab, transport: str) -> None:
     protocol.close_shell(shell)
     assert code == 0
     assert json.loads(out) == {"adsync": {"value": {"service_status": "Running"}}}
+
+
+def test_each_https_host_presents_a_certificate_naming_itself(https_lab: RunningLab) -> None:
+    """As real hosts do: its name and its address, verified by either, and no other host's."""
+    context = ssl.create_default_context(cafile=https_lab.ready["ca_file"])
+    names = sorted(https_lab.ready["hosts"])
+    for name in names[:3]:
+        host = https_lab.ready["hosts"][name]
+        for server_name in (host["address"], name):
+            # The name resolves nowhere: connect to the address, verify the certificate as `name`.
+            with socket.create_connection((host["address"], host["port"]), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname=server_name) as tls:
+                der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        sans = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.DNSName) == [name]
+        assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == [host["address"]]
+    other = https_lab.ready["hosts"][names[1]]
+    with socket.create_connection((other["address"], other["port"]), timeout=10) as raw, \
+            pytest.raises(ssl.SSLCertVerificationError):
+        context.wrap_socket(raw, server_hostname=names[0])
 
 
 def test_https_is_refused_without_the_lab_ca(https_lab: RunningLab) -> None:

@@ -25,7 +25,7 @@ import yaml
 
 from agent.errors import AgentError, ExitCode, InputError
 from agent.lab.auth import Account, UserFile
-from agent.lab.certs import LabCertificates, create_certificates
+from agent.lab.certs import LabCA
 from agent.lab.eventloop import shared_loop
 from agent.lab.profiles import LabDefinition, load_lab
 from agent.lab.wsman import WsmanServer
@@ -222,18 +222,14 @@ def start_lab(
         raise InputError(str(exc)) from exc
     definition = load_lab(profiles_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    tls: LabCertificates | None = None
-    if scheme == "https":
-        tls = create_certificates(
-            state_dir,
-            names=[h.name for h in definition.hosts],
-            addresses=[h.address for h in definition.hosts],
-        )
+    ca = LabCA(state_dir) if scheme == "https" else None
     tag = secrets.token_hex(4)
     user_files = [UserFile(state_dir / f"ntlm-users-{tag}", account)]
     servers: dict[str, WsmanServer] = {}
     try:
-        for profile in definition.hosts:
+        for index, profile in enumerate(definition.hosts):
+            tls = None if ca is None else ca.issue(
+                [profile.name], [profile.address], file_name=f"server-{index}.pem")
             host_account, user_file = account, user_files[0]
             if profile.faults.wrong_password:
                 # The host's copy of the account has another password: every logon fails.
@@ -255,4 +251,4 @@ def start_lab(
             user_file.remove()
         raise
     return Lab(definition, servers, user=user, scheme=scheme,
-               ca_file=tls.ca_file if tls else None, user_files=user_files)
+               ca_file=ca.ca_file if ca else None, user_files=user_files)
