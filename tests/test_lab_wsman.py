@@ -30,9 +30,8 @@ import requests
 import spnego
 import winrm
 import yaml
-from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
-
 from cryptography import x509
+from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
 
 from agent.factscripts import SCRIPTS, by_name, scripts_for
 from agent.lab import load_lab
