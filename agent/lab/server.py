@@ -5,7 +5,8 @@
 
 It writes into DIR: ``inventory.yaml`` (no password in it), ``lab.env`` (mode 0600,
 ``MFA_LAB_PASSWORD=…``: env MFA_LAB_PASSWORD when set, else generated with `secrets`), for HTTPS
-``ca.pem`` (with the server certificate and key), and last ``ready``: JSON with the pid, scheme,
+``ca.pem`` (with each host's certificate ``server-N.pem`` and their key ``server-key.pem``,
+mode 0600), and last ``ready``: JSON with the pid, scheme,
 file paths and every host's address, port and endpoint. It serves until SIGTERM or SIGINT, then
 removes ``ready`` and the credential files and exits 0 (3 for invalid profiles or arguments, 2
 when a server cannot start).
