@@ -35,11 +35,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
-from agent.factschema import validate
+from agent.factschema import is_object, validate
 from agent.factscripts import fact as declared_fact
 from agent.model import Outcome, errored
 
@@ -144,19 +143,19 @@ class FactDict:
 
     def mapping(self, key: str) -> FactDict:
         """A required nested mapping."""
-        value = self._get(key, _is_mapping, "mapping", False)
+        value = self._get(key, is_object, "mapping", False)
         return FactDict(self.fact, value, self._where(key))
 
     def opt_mapping(self, key: str) -> FactDict | None:
         """A nested mapping or null/absent."""
-        value = self._get(key, _is_mapping, "mapping or null", True)
+        value = self._get(key, is_object, "mapping or null", True)
         return None if value is None else FactDict(self.fact, value, self._where(key))
 
     def mappings(self, key: str) -> list[FactDict]:
         """A required list of mappings."""
         value = self._get(
             key,
-            lambda v: isinstance(v, list) and all(_is_mapping(i) for i in v),
+            lambda v: isinstance(v, list) and all(is_object(i) for i in v),
             "list of mappings",
             False,
         )
@@ -166,7 +165,7 @@ class FactDict:
         """A required mapping of string keys to mappings."""
         value = self._get(
             key,
-            lambda v: _is_mapping(v) and all(_is_mapping(i) for i in v.values()),
+            lambda v: is_object(v) and all(is_object(i) for i in v.values()),
             "mapping of mappings",
             False,
         )
@@ -175,10 +174,6 @@ class FactDict:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_mapping(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(map(isinstance, value, repeat(str)))
 
 
 def _is_str_list(value: Any) -> bool:
@@ -197,7 +192,7 @@ def read_entry(fact: str, entry: Any) -> FactDict:
     if "value" not in entry:
         raise FactShapeError(fact, "", "an entry {value} or {error}", entry)
     value = entry["value"]
-    if not _is_mapping(value):
+    if not is_object(value):
         raise FactShapeError(fact, "value", "mapping", value)
     declaration = declared_fact(fact)
     if declaration is not None:
@@ -297,7 +292,7 @@ class Fleet:
 
     def deployment_facts(self) -> FactDict:
         """The declared deployment as a `FactDict` (validated lazily like any fact)."""
-        if not _is_mapping(self.deployment):
+        if not is_object(self.deployment):
             raise FactShapeError("deployment", "", "mapping", self.deployment)
         return FactDict("deployment", self.deployment)
 

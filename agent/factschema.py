@@ -114,7 +114,8 @@ def fits(schema: Schema, value: Any) -> bool:
     return known[1](value)
 
 
-def _str_keys(value: Any) -> bool:
+def is_object(value: Any) -> bool:
+    """Whether `value` is a mapping with string keys (a JSON object)."""
     return isinstance(value, Mapping) and all(map(isinstance, value, repeat(str)))
 
 
@@ -135,7 +136,7 @@ def _checker(schema: Schema) -> Checker:
     fields = tuple((key, _checker(field)) for key, field in schema.fields.items())
 
     def check(value: Any) -> bool:
-        if not _str_keys(value) or not allowed.issuperset(value) or not required.issubset(value):
+        if not is_object(value) or not allowed.issuperset(value) or not required.issubset(value):
             return False
         for key, field in fields:
             item = value.get(key, _ABSENT)
@@ -159,7 +160,7 @@ def _mismatch(schema: Schema, value: Any, path: str) -> Mismatch | None:
             if found is not None:
                 return found
         return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+    if not is_object(value):
         return (path, "mapping", value)
     for key, field in schema.fields.items():
         if key not in value:
