@@ -1,30 +1,27 @@
 """Authentication and message encryption for the lab's WS-Management servers.
 
-*Basic* is checked against the lab account on every request. *NTLM* and *SPNEGO ("Negotiate")*
-use pyspnego's acceptor: a raw NTLMSSP token gets ``protocol="ntlm"``, a SPNEGO token
-(``0x60``/``0xa1`` first byte) ``protocol="negotiate"``. The context authenticates the TCP
-connection (one `SecurityContext` per connection) and then seals and unseals the
-``multipart/encrypted`` bodies of MS-WSMV message encryption.
+*Basic* is checked against the lab account on every request. A raw NTLMSSP token starts a logon
+with the lab's own NTLM acceptor (`agent.lab.ntlm`: NTLMv2, MIC, channel bindings the way
+Windows' default ``CbtHardeningLevel=Relaxed`` checks them over HTTPS); a SPNEGO token
+(``0x60``/``0xa1`` first byte) one with pyspnego's ``negotiate`` acceptor. The context
+authenticates the TCP connection (one `SecurityContext` per connection) and then seals and
+unseals the ``multipart/encrypted`` bodies of MS-WSMV message encryption, with
+`agent.connectors.wsman.ntlmseal.Sealer` wherever the keys are NTLM's (pyspnego's
+``wrap``/``unwrap`` spend most of their time on flag enums) and pyspnego's own otherwise.
 
-pyspnego's NTLM acceptor has no way to be handed a credential: it reads the file named by the
-environment variable ``NTLM_USER_FILE`` (lines ``DOMAIN:USER:PASSWORD``). It looks the variable up
-when the acceptor is created (it refuses to start without an existing file) and opens and reads
-the file again when it checks the client's AUTHENTICATE message. The environment is per process,
-so every server here owns its own `UserFile` and every pyspnego call that may read it runs under
-one process-wide lock with ``NTLM_USER_FILE`` pointing at that server's file, restored afterwards.
-That is what lets several lab servers with different accounts (or a wrong-password host) live in
-one process. A caller's own ``NTLM_USER_FILE`` is left as it was outside those calls.
+pyspnego's acceptor has no way to be handed a credential: it reads the file named by the
+environment variable ``NTLM_USER_FILE``. It looks the variable up when the acceptor is created
+(it refuses to start without an existing file) and reads the file again when it checks the
+client's AUTHENTICATE message. The environment is per process, so every server here owns its own
+`UserFile` and every pyspnego call that may read it runs under one process-wide lock with
+``NTLM_USER_FILE`` pointing at that server's file, restored afterwards. That is what lets several
+lab servers with different accounts (or a wrong-password host) live in one process. A caller's
+own ``NTLM_USER_FILE`` is left as it was outside those calls.
 
-Once NTLM has authenticated, messages are sealed and unsealed with the negotiated keys by
-`agent.connectors.wsman.ntlmseal.Sealer` (pyspnego's ``wrap``/``unwrap`` spend most of their time
-on flag enums: a sixth of the lab's CPU per request); SPNEGO contexts, and any layout `Sealer`
-does not take, keep pyspnego's. pyspnego stays the oracle of sealing all the same:
-``tests/test_ntlmseal.py`` checks `Sealer` against it in both directions, and every pywinrm
-request of the test suite is sealed by pyspnego on the client's side.
-
-Over HTTPS the NTLM acceptor also checks channel binding tokens (``tls-server-end-point``)
-the way Windows' default ``CbtHardeningLevel=Relaxed`` does: wrong bindings are refused, a client
-that sends none is accepted.
+pyspnego stays the oracle all the same: ``tests/test_lab_ntlm.py`` holds the NTLM acceptor to
+pyspnego's, ``tests/test_ntlmseal.py`` holds `Sealer` to pyspnego's sealing in both directions,
+and every pywinrm request of the test suite is authenticated and sealed by pyspnego on the
+client's side.
 """
 
 from __future__ import annotations
@@ -42,10 +39,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import spnego
-from spnego.channel_bindings import GssChannelBindings
-from spnego.exceptions import BadBindingsError
 
 from agent.connectors.wsman.ntlmseal import Sealer
+from agent.lab.ntlm import Credential, NtlmAcceptor, NtlmError, bindings_hash
 
 #: The environment variable pyspnego's NTLM acceptor reads its credentials from.
 USER_FILE_ENV: Final = "NTLM_USER_FILE"
@@ -118,18 +114,22 @@ class Account:
 
 
 class UserFile:
-    """An ``NTLM_USER_FILE`` holding one account (mode 0600), removed by `remove`.
+    """An account's NT hash (`credential`, for the NTLM acceptor) and an ``NTLM_USER_FILE``
+    holding it (mode 0600, for pyspnego's SPNEGO acceptor), removed by `remove`.
 
     Written in the ``smbpasswd`` form pyspnego also reads (``USER:UID:LM:NT:FLAGS:LCT``) with the
     NT hash computed once here: the ``DOMAIN:USER:PASSWORD`` form makes pyspnego derive the
-    hashes (pure-Python MD4 and DES) at every logon, most of the lab's CPU per host.
+    hashes (pure-Python MD4 and DES) at every logon.
     """
 
     def __init__(self, path: Path, account: Account) -> None:
         from spnego._ntlm_raw.crypto import ntowfv1
 
         self.path = path
-        nt_hash = bytes(ntowfv1(account.password)).hex().upper()
+        raw_hash = bytes(ntowfv1(account.password))
+        #: What the NTLM acceptor checks logons against.
+        self.credential = Credential(account.domain, account.name, raw_hash)
+        nt_hash = raw_hash.hex().upper()
         names = [account.user]
         if account.domain:
             # A client that sends no domain name ("mfa-scan") is accepted too.
@@ -160,66 +160,72 @@ class UserFile:
 
 
 class SecurityContext:
-    """One connection's NTLM or SPNEGO acceptor context."""
+    """One connection's logon: NTLM with the lab's own acceptor (`agent.lab.ntlm`), SPNEGO with
+    pyspnego's."""
 
     def __init__(
-        self, user_file: UserFile, first_token: bytes, channel_bindings: bytes | None = None
+        self, user_file: UserFile, first_token: bytes, channel_bindings: bytes | None = None,
+        *, computer: str = "LAB-HOST",
     ) -> None:
         self._user_file = user_file
-        #: Whether the client's channel bindings were checked and matched (HTTPS, NTLM).
-        self.bindings_verified = False
         self.protocol = "ntlm" if first_token.startswith(_NTLMSSP) else "negotiate"
-        options = (spnego.NegotiateOptions.use_ntlm if self.protocol == "ntlm"
-                   else spnego.NegotiateOptions.use_negotiate)
-        self._bindings = (
-            GssChannelBindings(application_data=b"tls-server-end-point:" + channel_bindings)
-            if channel_bindings is not None and self.protocol == "ntlm"
-            else None
-        )
-        try:
-            with user_file.active():
-                self._context: Any = spnego.server(
-                    hostname="lab", service="HTTP", protocol=self.protocol, options=options
-                )
-        except Exception as exc:
-            raise AuthFailed(f"cannot create the {self.protocol} acceptor: {exc}") from exc
+        self._ntlm: NtlmAcceptor | None = None
+        self._context: Any = None
+        if self.protocol == "ntlm":
+            self._ntlm = NtlmAcceptor(
+                user_file.credential, computer=computer,
+                bindings=(bindings_hash(b"tls-server-end-point:" + channel_bindings)
+                          if channel_bindings is not None else None))
+        else:
+            try:
+                with user_file.active():
+                    self._context = spnego.server(
+                        hostname="lab", service="HTTP", protocol="negotiate",
+                        options=spnego.NegotiateOptions.use_negotiate)
+            except Exception as exc:
+                raise AuthFailed(f"cannot create the negotiate acceptor: {exc}") from exc
         self._sealer: Sealer | None = None
 
     @property
     def complete(self) -> bool:
         """Whether the handshake has finished successfully."""
+        if self._ntlm is not None:
+            return self._ntlm.complete
         return bool(self._context.complete)
 
     @property
-    def client(self) -> str | None:
-        """Who authenticated (``DOMAIN\\user``), once complete."""
-        principal = self._context.client_principal
-        return str(principal) if principal else None
+    def bindings_verified(self) -> bool:
+        """Whether the client's channel bindings were checked and matched (HTTPS, NTLM)."""
+        accepted = self._ntlm.accepted if self._ntlm is not None else None
+        return accepted is not None and accepted.bindings_verified
 
     def step(self, token: bytes) -> bytes | None:
         """Feed the client's token; the answer token (None when there is none)."""
+        if self._ntlm is not None:
+            try:
+                out = self._ntlm.step(token)
+            except NtlmError as exc:
+                raise AuthFailed(f"ntlm authentication failed: {exc}") from exc
+            if self._ntlm.accepted is not None:
+                self._sealer = self._ntlm.accepted.sealer()
+            return out
         try:
             with self._user_file.active():
-                try:
-                    out = self._context.step(token, channel_bindings=self._bindings)
-                    self.bindings_verified = self._bindings is not None and self.complete
-                except BadBindingsError as exc:
-                    # CbtHardeningLevel=Relaxed: a client that sends no bindings is accepted.
-                    if "not present" not in str(exc):
-                        raise
-                    out = self._context.step(token)
+                answer = self._context.step(token)
         except Exception as exc:
-            raise AuthFailed(f"{self.protocol} authentication failed: {exc}") from exc
+            raise AuthFailed(f"negotiate authentication failed: {exc}") from exc
         if self.complete:
             self._sealer = Sealer.take(self._context)
-        return bytes(out) if out else None
+        return bytes(answer) if answer else None
 
     def seal(self, message: bytes) -> bytes:
         """A ``multipart/encrypted`` body carrying `message` sealed with this context."""
         if self._sealer is not None:
             wrapped = self._sealer.seal(message)
-        else:
+        elif self._context is not None:
             wrapped = bytes(self._context.wrap(message, encrypt=True).data)
+        else:
+            raise SealError("the client negotiated no message encryption")
         signature, sealed = wrapped[:16], wrapped[16:]
         return (
             BOUNDARY + b"\r\n"
@@ -257,8 +263,10 @@ class SecurityContext:
         try:
             if self._sealer is not None:
                 message = self._sealer.unseal(payload[4:])
-            else:
+            elif self._context is not None:
                 message = bytes(self._context.unwrap(payload[4:]).data)
+            else:
+                raise SealError("the client negotiated no message encryption")
         except Exception as exc:
             raise SealError(f"cannot unseal the message: {exc}") from exc
         if len(message) != int(length_text):

@@ -261,7 +261,8 @@ class _Connection:
             return None
         try:
             if self.security is None or self.security.complete:
-                self.security = SecurityContext(lab.user_file, token, lab.channel_binding)
+                self.security = SecurityContext(lab.user_file, token, lab.channel_binding,
+                                                computer=lab.computer)
             out = self.security.step(token)
         except AuthFailed as exc:
             log.info("%s: %s", lab.profile.name, exc)
@@ -391,6 +392,11 @@ class WsmanServer:
     def address(self) -> str:
         """The address it listens on."""
         return self.profile.address
+
+    @property
+    def computer(self) -> str:
+        """The host's NetBIOS name, as its NTLM CHALLENGE gives it."""
+        return self.profile.name.split(".", 1)[0].upper()[:15]
 
     @property
     def port(self) -> int:
