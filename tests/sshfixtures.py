@@ -431,7 +431,7 @@ class SshLab:
         return address
 
     def _config(self, directory: Path, address: str, port: int, keys: Sequence[Path],
-                lines: Sequence[str]) -> Path:
+                lines: Sequence[str], max_startups: str) -> Path:
         config = [
             f"ListenAddress {address}",
             f"Port {port}",
@@ -450,7 +450,7 @@ class SshLab:
             "X11Forwarding no",
             "AllowAgentForwarding no",
             "LogLevel VERBOSE",
-            "MaxStartups 100:30:200",
+            f"MaxStartups {max_startups}",
             *lines,
         ]
         if self.version >= (9, 8):
@@ -461,14 +461,14 @@ class SshLab:
         return path
 
     def _launch(self, name: str, user: User, key_kinds: Sequence[str], lines: Sequence[str],
-                profile: Path | None) -> SshServer:
+                profile: Path | None, max_startups: str = "100:30:200") -> SshServer:
         directory = self.root / "servers" / name
         directory.mkdir(parents=True)
         keys = tuple(keygen(directory / f"host_{kind}", kind) for kind in key_kinds)
         address = self._address()
         for _attempt in range(3):
             port = free_port(address)
-            config = self._config(directory, address, port, keys, lines)
+            config = self._config(directory, address, port, keys, lines, max_startups)
             log = (directory / "sshd.log").open("ab")
             with log:
                 process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
@@ -500,12 +500,14 @@ class SshLab:
                  f'SetEnv "PATH={path}" "{PROFILE_ENV}={readable}"']
         return self._launch(name, self.user, key_kinds, lines, profile)
 
-    def start_bastion(self, name: str, targets: Sequence[SshServer]) -> SshServer:
-        """A jump host: only the bastion user, TCP forwarding to `targets` only, no shell."""
+    def start_bastion(self, name: str, targets: Sequence[SshServer],
+                      max_startups: str = "100:30:200") -> SshServer:
+        """A jump host: only the bastion user, TCP forwarding to `targets` only, no shell;
+        sshd's ``MaxStartups`` as given (the tests' other servers take 100 at once)."""
         permit = " ".join(f"{t.address}:{t.port}" for t in targets)
         lines = [f"AllowUsers {self.bastion_user.name}", "AllowTcpForwarding local",
                  f"PermitOpen {permit}", "ForceCommand /bin/false"]
-        return self._launch(name, self.bastion_user, ("ed25519",), lines, None)
+        return self._launch(name, self.bastion_user, ("ed25519",), lines, None, max_startups)
 
     def write_known_hosts(self, path: Path, servers: Iterable[SshServer] | None = None,
                           extra: Iterable[str] = ()) -> Path:

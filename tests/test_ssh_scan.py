@@ -9,6 +9,7 @@ give exactly the facts and results it gives over WinRM — asserted here against
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from sshfixtures import (  # noqa: E402
     host_vars,
 )
 
+from agent.connectors import ssh as ssh_connector  # noqa: E402
+from agent.connectors.errors import ConnectorError, ErrorKind  # noqa: E402
 from agent.lab import builtin_profiles_dir  # noqa: E402
 
 pytest_plugins = ("labfixtures", "sshfixtures")
@@ -241,6 +244,48 @@ def test_the_bastion_host_key_is_verified_too(
     assert "Accepted" not in bastion.log()[logged:]  # nothing was sent to an unverified bastion
     assert report.error(HEALTHY) is None
     assert report.statuses(HEALTHY) == HEALTHY_STATUSES
+
+
+def test_many_hosts_through_one_bastion_stay_within_its_max_startups(
+    ssh: SshLab, run_cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sshd drops unauthenticated connections past MaxStartups: here 3, and the agent is held
+    to 2 sign-ins with one bastion at a time while 12 hosts behind it are read at once."""
+    target = ssh.servers[JUMP_TARGET]
+    bastion = ssh.start_bastion("strict-bastion", [target], max_startups="3:100:3")
+    monkeypatch.setattr(ssh_connector, "BASTION_HANDSHAKES", 2)
+    monkeypatch.setattr(ssh_connector, "_gates", {})
+    known = ssh.write_known_hosts(tmp_path / "known_hosts", [target, bastion])
+    names = [f"behind-{i}.lab.example" for i in range(12)]
+    inventory = ssh.inventory(tmp_path / "inventory.yaml", {
+        name: (["adfs"], host_vars(target, known_hosts=known, args=f"-J {bastion.jump}",
+                                   ansible_ssh_private_key_file=str(ssh.key)))
+        for name in names
+    })
+    report = _scan(run_cli, inventory, "--workers", "12", *FAST_SSH_TIMEOUTS)
+    assert {name: report.error(name) for name in names} == dict.fromkeys(names)
+    assert all(report.statuses(name) == HEALTHY_STATUSES for name in names)
+    log = bastion.log()
+    assert log.count(f"Accepted publickey for {ssh.bastion_user.name} ") == 12
+    assert "MaxStartups" not in log, log
+
+
+def test_a_host_that_waits_past_its_deadline_for_the_bastion_times_out() -> None:
+    place = ("192.0.2.1", 22)
+    with ssh_connector.bastion_gate(*place, deadline=time.monotonic() + 60):
+        held = [ssh_connector.bastion_gate(*place, deadline=time.monotonic() + 60)
+                for _ in range(ssh_connector.BASTION_HANDSHAKES - 1)]
+        for gate in held:
+            gate.__enter__()
+        with pytest.raises(ConnectorError) as waited, \
+                ssh_connector.bastion_gate(*place, deadline=time.monotonic()):
+            pass
+        for gate in held:
+            gate.__exit__(None, None, None)
+    assert waited.value.kind is ErrorKind.TIMED_OUT
+    assert "at most 8 sign-ins with one bastion at a time" in waited.value.message
+    with ssh_connector.bastion_gate(*place, deadline=time.monotonic()):
+        pass  # every place was given back
 
 
 def test_a_bastion_reaches_only_what_it_permits(

@@ -1,6 +1,11 @@
 """The SSH connector: the same fact scripts over OpenSSH on Windows, optionally via bastions.
 
 One SSH connection (paramiko `Transport`) per host and scan, one exec channel per fact script.
+Every host behind a bastion is its own connection to that bastion, and sshd drops
+unauthenticated connections beyond its ``MaxStartups`` (OpenSSH's default ``10:30:100``: from
+the tenth on, 30 % are refused); so this process has at most `BASTION_HANDSHAKES` handshakes in
+progress with one bastion at a time, however many hosts are read at once. Signed-in connections
+do not count against ``MaxStartups``, and the gate is released as soon as a hop has signed in.
 Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
 the host and for every bastion; an unknown or changed key is an ERROR that shows the fingerprint.
 Authentication tries the key file (passphrase from ``mfa_ssh_key_passphrase``), then ssh-agent,
@@ -15,7 +20,8 @@ import hashlib
 import logging
 import socket
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -59,6 +65,60 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
+#: Handshakes this process has in progress with one bastion at once: below sshd's default
+#: ``MaxStartups`` start (10), leaving room for the bastion's other users.
+BASTION_HANDSHAKES = 8
+_gates: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def bastion_gate(host: str, port: int, deadline: float) -> Iterator[None]:
+    """Hold one of the bastion's `BASTION_HANDSHAKES` places for a handshake; TIMED_OUT if none
+    frees up before the host's `deadline` (``time.monotonic``)."""
+    with _gates_lock:
+        gate = _gates.get((host, port))
+        if gate is None:
+            gate = _gates[(host, port)] = threading.BoundedSemaphore(BASTION_HANDSHAKES)
+    if not gate.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        raise ConnectorError(
+            ErrorKind.TIMED_OUT,
+            f"timed out waiting for a turn to sign in to bastion {host}:{port} (at most "
+            f"{BASTION_HANDSHAKES} sign-ins with one bastion at a time)",
+        )
+    try:
+        yield
+    finally:
+        gate.release()
+
+
+#: The parsed known_hosts files, by path, with the version (inode, size, modification time) they
+#: were parsed from: paramiko parses every key of a file (0.5 ms a line), and an estate's file
+#: names every host, so parsing it again for each host made a scan quadratic (2,000 lines: 1.1 s
+#: of CPU per host). A file that changed is parsed again. Only looked up, never changed.
+_known_hosts: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
+_known_hosts_lock = threading.Lock()
+
+
+def _read_known_hosts(path: Path) -> paramiko.HostKeys:
+    """The host keys of a known_hosts file, parsed once per version of the file."""
+    try:
+        status = path.stat()
+        name = str(path.resolve())
+        version = (status.st_ino, status.st_size, status.st_mtime_ns)
+        with _known_hosts_lock:
+            parsed = _known_hosts.get(name)
+            if parsed is None or parsed[0] != version:
+                known = paramiko.HostKeys()
+                known.load(name)
+                parsed = _known_hosts[name] = (version, known)
+        return parsed[1]
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise ConnectorError(
+            ErrorKind.CONFIGURATION, f"cannot read known hosts file {path}: {exc}"
+        ) from None
+
+
 def known_hosts_name(host: str, port: int) -> str:
     """How known_hosts names a host: ``host``, or ``[host]:port`` off port 22."""
     return host if port == 22 else f"[{host}]:{port}"
@@ -76,16 +136,12 @@ class HostKeyCheck:
     def load(cls, options: SshOptions) -> HostKeyCheck:
         """The known hosts of the inventory's file, else the user's (missing file: none known)."""
         path = Path(options.known_hosts_file or "~/.ssh/known_hosts").expanduser()
-        known = paramiko.HostKeys()
         if path.exists():
-            try:
-                known.load(str(path))
-            except (OSError, paramiko.SSHException, ValueError) as exc:
-                raise ConnectorError(
-                    ErrorKind.CONFIGURATION, f"cannot read known hosts file {path}: {exc}"
-                ) from None
+            known = _read_known_hosts(path)
         elif options.known_hosts_file and options.known_hosts_file != "/dev/null":
             raise ConnectorError(ErrorKind.CONFIGURATION, f"known hosts file {path} does not exist")
+        else:
+            known = paramiko.HostKeys()
         return cls(policy=options.host_key_policy, known=known)
 
     def preferred_key_types(self, host: str, port: int, offered: Sequence[str]) -> list[str]:
@@ -210,7 +266,7 @@ class SSHConnector:
         keys = HostKeyCheck.load(options)
         try:
             try:
-                transport = self._open(options, keys)
+                transport = self._open(options, keys, deadline)
             finally:
                 # Also when signing in then fails: credentials went to a key accepted on first use.
                 self.notes += keys.accepted
@@ -224,7 +280,8 @@ class SSHConnector:
         finally:
             self.abort()
 
-    def _open(self, options: SshOptions, keys: HostKeyCheck) -> paramiko.Transport:
+    def _open(self, options: SshOptions, keys: HostKeyCheck,
+              deadline: float) -> paramiko.Transport:
         """The transport to the host, through each bastion of the ProxyJump chain in turn."""
         c = self.host.connection
         hops = [*options.jumps, Jump(self.host.address, c.port, c.user)]
@@ -232,11 +289,19 @@ class SSHConnector:
         for i, hop in enumerate(hops):
             via = f" via {hops[i - 1]}" if i else ""
             where = f"{hop.host}:{hop.port}{via}"
-            try:
-                sock = self._socket(transport, hop)
-                transport = self._handshake(sock, hop, keys, where)
-            except Exception as exc:
-                raise _connect_error(exc, where) from None
+            gate = (bastion_gate(hop.host, hop.port, deadline) if i < len(hops) - 1
+                    else contextlib.nullcontext())
+            with gate:
+                try:
+                    sock = self._socket(transport, hop)
+                    transport = self._handshake(sock, hop, keys, where)
+                    if i < len(hops) - 1:
+                        # One round trip with the signed-in session before the gate lets the
+                        # next sign-in start: sshd's listener counts this connection as signed
+                        # in only once the session tells it so, which it has done by then.
+                        transport.global_request("keepalive@openssh.com", wait=True)
+                except Exception as exc:
+                    raise _connect_error(exc, where) from None
         assert transport is not None
         return transport
 
