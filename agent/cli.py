@@ -285,11 +285,12 @@ def _load_given_inventory(args: _InventoryArgs, *, defer_vault: bool = False) ->
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    default=8,
+    default=64,
     show_default=True,
     help="Threads for hosts read one per thread: SSH, and WinRM over Kerberos, CredSSP or "
-    "certificates. WinRM hosts over NTLM or Basic are read concurrently on their own, as many "
-    "at once as file descriptors allow.",
+    "certificates (at most 8 sign-ins with one SSH bastion at a time, whatever this is). WinRM "
+    "hosts over NTLM or Basic are read concurrently on their own, as many at once as file "
+    "descriptors allow.",
 )
 @click.option(
     "--winrm-client",

@@ -71,7 +71,7 @@ class GatherOptions:
     `fast_winrm` False sends every WinRM host through pywinrm (for comparisons and tests).
     """
 
-    workers: int = 8
+    workers: int = 64
     fast_winrm: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)
 
