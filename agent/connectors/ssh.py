@@ -5,7 +5,8 @@ Every host behind a bastion is its own connection to that bastion, and sshd drop
 unauthenticated connections beyond its ``MaxStartups`` (OpenSSH's default ``10:30:100``: from
 the tenth on, 30 % are refused); so this process has at most `BASTION_HANDSHAKES` handshakes in
 progress with one bastion at a time, however many hosts are read at once. Signed-in connections
-do not count against ``MaxStartups``, and the gate is released as soon as a hop has signed in.
+do not count against ``MaxStartups``: a place is given back once the hop has signed in and one
+round trip with its session has passed (by then sshd's listener knows it signed in).
 Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
 the host and for every bastion; an unknown or changed key is an ERROR that shows the fingerprint.
 Authentication tries the key file (passphrase from ``mfa_ssh_key_passphrase``), then ssh-agent,
