@@ -1,6 +1,7 @@
 """A hostile SSH server for black-box tests of the SSH connector: paramiko's server side on a
 127.x address in this process, accepting one password and answering every command with a flood
-(or whatever `answer` writes). It records whether the client went away.
+(or whatever `answer` writes), or, with ``silent=True``, never answering a global request after
+sign-in (a stalled bastion). It records whether the client went away.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class _Interface(paramiko.ServerInterface):
             return paramiko.OPEN_SUCCEEDED
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
+    def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:
+        if self.server.silent:
+            self.server.stopping.wait()  # stalls this connection until the server stops
+        return False
+
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         threading.Thread(target=self._run, args=(channel, command.decode("utf-8", "replace")),
                          daemon=True).start()
@@ -72,8 +78,10 @@ class _Interface(paramiko.ServerInterface):
 class HostileSshServer:
     """An SSH server on `address` whose every command gets `answer`."""
 
-    def __init__(self, address: str, answer: Answer, *, password: str, state_dir: Path) -> None:
+    def __init__(self, address: str, answer: Answer, *, password: str, state_dir: Path,
+                 silent: bool = False) -> None:
         self.address = address
+        self.silent = silent
         self.answer = answer
         self.password = password
         self.key = paramiko.ECDSAKey.generate()
@@ -84,7 +92,7 @@ class HostileSshServer:
         self.known_hosts.write_text(
             f"[{address}]:{self.port} {self.key.get_name()} {self.key.get_base64()}\n"
         )
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
         self._transports: list[paramiko.Transport] = []
         self._thread = threading.Thread(target=self._serve, daemon=True, name="hostile-ssh")
         self._thread.start()
@@ -95,7 +103,7 @@ class HostileSshServer:
         return int(self._sock.getsockname()[1])
 
     def _serve(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             try:
                 sock, _ = self._sock.accept()
             except TimeoutError:
@@ -112,7 +120,7 @@ class HostileSshServer:
 
     def stop(self) -> None:
         """Stop listening and close every connection."""
-        self._stopping.set()
+        self.stopping.set()
         self._sock.close()
         for transport in self._transports:
             transport.close()
@@ -135,10 +143,11 @@ class HostileSshServer:
 
 @contextlib.contextmanager
 def running_ssh(
-    address: str, answer: Answer, *, password: str, state_dir: Path
+    address: str, answer: Answer, *, password: str, state_dir: Path, silent: bool = False
 ) -> Iterator[HostileSshServer]:
     """A `HostileSshServer`, stopped afterwards."""
-    server = HostileSshServer(address, answer, password=password, state_dir=state_dir)
+    server = HostileSshServer(address, answer, password=password, state_dir=state_dir,
+                              silent=silent)
     try:
         yield server
     finally:

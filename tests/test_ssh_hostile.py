@@ -7,17 +7,23 @@ memory — measured as the peak RSS of the scan's own process against a host tha
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
 import pytest
-from conftest import REPO
+import yaml
+from conftest import REPO, CliRun
 
+from agent.connectors import ssh as ssh_connector
 from agent.connectors.common import MAX_OUTPUT_BYTES
+from agent.inventory.sshargs import Jump
 
 pytest.register_assert_rewrite("labfixtures")
-from hostile_ssh import flood, running_ssh  # noqa: E402
+from hostile_ssh import USER, flood, running_ssh  # noqa: E402
 from hostile_wsman import scan_peak_rss  # noqa: E402
 from labfixtures import FAST_TIMEOUTS, Report  # noqa: E402
 
@@ -55,3 +61,32 @@ def test_an_ssh_host_sending_400_mb_adds_less_than_100_mb_to_the_agent(
                for reason in reasons), reasons
     assert "PASS" not in report.statuses(HOST).values()
     assert flooded - baseline < 100 * 1024, (baseline, flooded)
+
+
+def test_a_bastion_that_never_answers_after_sign_in_costs_its_host_and_gives_its_place_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., CliRun]
+) -> None:
+    password = f"Sx-{secrets.token_hex(8)}-Pw"
+    monkeypatch.setenv(PASSWORD_ENV, password)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.setattr(ssh_connector, "_gates", {})
+    with running_ssh("127.0.6.7", _brief, password=password, state_dir=tmp_path,
+                     silent=True) as bastion:
+        where, jump = f"{bastion.address}:{bastion.port}", Jump(bastion.address, bastion.port)
+        host = {
+            "ansible_host": "127.0.6.8", "ansible_port": 22, "ansible_connection": "ssh",
+            "ansible_user": USER, "ansible_password": f"{{{{ lookup('env', '{PASSWORD_ENV}') }}}}",
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={bastion.known_hosts} "
+                                       f"-J {USER}@{bastion.address}:{bastion.port}",
+        }
+        inventory = tmp_path / "behind.yaml"
+        inventory.write_text(yaml.safe_dump(
+            {"all": {"children": {"adfs": {"hosts": {"behind.lab.example": host}}}}}))
+        result = run_cli("scan", "-i", str(inventory), "--format", "json",
+                         "--connect-timeout", "3", "--host-timeout", "60")
+    report = Report.parse(result.out)
+    assert report.error("behind.lab.example") == (
+        f"timed out waiting for {where}: no answer within 3 s after signing in")
+    with contextlib.ExitStack() as places:  # every place of that bastion is free again
+        for _ in range(ssh_connector.BASTION_HANDSHAKES):
+            places.enter_context(ssh_connector.bastion_gate([jump], deadline=time.monotonic()))

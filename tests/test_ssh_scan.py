@@ -8,6 +8,7 @@ give exactly the facts and results it gives over WinRM — asserted here against
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from sshfixtures import (  # noqa: E402
 
 from agent.connectors import ssh as ssh_connector  # noqa: E402
 from agent.connectors.errors import ConnectorError, ErrorKind  # noqa: E402
+from agent.inventory.sshargs import Jump  # noqa: E402
 from agent.lab import builtin_profiles_dir  # noqa: E402
 
 pytest_plugins = ("labfixtures", "sshfixtures")
@@ -270,21 +272,27 @@ def test_many_hosts_through_one_bastion_stay_within_its_max_startups(
     assert "MaxStartups" not in log, log
 
 
-def test_a_host_that_waits_past_its_deadline_for_the_bastion_times_out() -> None:
-    place = ("192.0.2.1", 22)
-    with ssh_connector.bastion_gate(*place, deadline=time.monotonic() + 60):
-        held = [ssh_connector.bastion_gate(*place, deadline=time.monotonic() + 60)
-                for _ in range(ssh_connector.BASTION_HANDSHAKES - 1)]
-        for gate in held:
-            gate.__enter__()
+def test_a_host_that_waits_past_its_deadline_for_the_bastion_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ssh_connector, "_gates", {})
+    chain = [Jump("192.0.2.1", 22, "audit")]
+    later = time.monotonic() + 60
+    with contextlib.ExitStack() as places:
+        for _ in range(ssh_connector.BASTION_HANDSHAKES):
+            places.enter_context(ssh_connector.bastion_gate(chain, deadline=later))
         with pytest.raises(ConnectorError) as waited, \
-                ssh_connector.bastion_gate(*place, deadline=time.monotonic()):
+                ssh_connector.bastion_gate(chain, deadline=time.monotonic()):
             pass
-        for gate in held:
-            gate.__exit__(None, None, None)
+        # Another chain to a bastion of the same name is another bastion.
+        with ssh_connector.bastion_gate([Jump("192.0.2.9", 22, None), *chain],
+                                        deadline=time.monotonic()):
+            pass
     assert waited.value.kind is ErrorKind.TIMED_OUT
-    assert "at most 8 sign-ins with one bastion at a time" in waited.value.message
-    with ssh_connector.bastion_gate(*place, deadline=time.monotonic()):
+    assert waited.value.message == (
+        "timed out waiting for a turn to sign in to bastion 192.0.2.1:22 (at most 8 sign-ins "
+        "with one bastion at a time)")
+    with ssh_connector.bastion_gate(chain, deadline=time.monotonic()):
         pass  # every place was given back
 
 

@@ -2,9 +2,12 @@
 
 One SSH connection (paramiko `Transport`) per host and scan, one exec channel per fact script.
 Every host behind a bastion is its own connection to that bastion, and sshd drops
-unauthenticated connections beyond its ``MaxStartups`` (OpenSSH's default ``10:30:100``: from
-the tenth on, 30 % are refused); so this process has at most `BASTION_HANDSHAKES` handshakes in
-progress with one bastion at a time, however many hosts are read at once. Signed-in connections
+unauthenticated connections beyond its ``MaxStartups`` (OpenSSH's default ``10:30:100``: with 10
+unauthenticated, 30 % of new ones are refused, rising to all at 100); so this process has at most
+`BASTION_HANDSHAKES` handshakes in progress with one bastion at a time, however many hosts are
+read at once. A bastion is known by the chain that reaches it (its host and port as the
+inventory writes them, after the bastions before it): one bastion written under two names gets
+two gates. Signed-in connections
 do not count against ``MaxStartups``: a place is given back once the hop has signed in and one
 round trip with its session has passed (by then sshd's listener knows it signed in).
 Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
@@ -69,22 +72,24 @@ def fingerprint(key: paramiko.PKey) -> str:
 #: Handshakes this process has in progress with one bastion at once: below sshd's default
 #: ``MaxStartups`` start (10), leaving room for the bastion's other users.
 BASTION_HANDSHAKES = 8
-_gates: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_gates: dict[tuple[tuple[str, int], ...], threading.BoundedSemaphore] = {}
 _gates_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def bastion_gate(host: str, port: int, deadline: float) -> Iterator[None]:
-    """Hold one of the bastion's `BASTION_HANDSHAKES` places for a handshake; TIMED_OUT if none
-    frees up before the host's `deadline` (``time.monotonic``)."""
+def bastion_gate(chain: Sequence[Jump], deadline: float) -> Iterator[None]:
+    """Hold one of `BASTION_HANDSHAKES` places for a handshake with the last bastion of `chain`;
+    TIMED_OUT if none frees up before the host's `deadline` (``time.monotonic``)."""
+    key = tuple((hop.host, hop.port) for hop in chain)
     with _gates_lock:
-        gate = _gates.get((host, port))
+        gate = _gates.get(key)
         if gate is None:
-            gate = _gates[(host, port)] = threading.BoundedSemaphore(BASTION_HANDSHAKES)
+            gate = _gates[key] = threading.BoundedSemaphore(BASTION_HANDSHAKES)
+    bastion = f"{chain[-1].host}:{chain[-1].port}"
     if not gate.acquire(timeout=max(0.0, deadline - time.monotonic())):
         raise ConnectorError(
             ErrorKind.TIMED_OUT,
-            f"timed out waiting for a turn to sign in to bastion {host}:{port} (at most "
+            f"timed out waiting for a turn to sign in to bastion {bastion} (at most "
             f"{BASTION_HANDSHAKES} sign-ins with one bastion at a time)",
         )
     try:
@@ -93,11 +98,12 @@ def bastion_gate(host: str, port: int, deadline: float) -> Iterator[None]:
         gate.release()
 
 
-#: The parsed known_hosts files, by path, with the version (inode, size, modification time) they
-#: were parsed from: paramiko parses every key of a file (0.5 ms a line), and an estate's file
-#: names every host, so parsing it again for each host made a scan quadratic (2,000 lines: 1.1 s
-#: of CPU per host). A file that changed is parsed again. Only looked up, never changed.
-_known_hosts: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
+#: The parsed known_hosts files, by path, with the version (inode, size, modification and change
+#: times) they were parsed from: paramiko parses every key of a file (0.5 ms a line), and an
+#: estate's file names every host, so parsing it again for each host made a scan quadratic (2,000
+#: lines: 1.1 s of CPU per host). A file that changed is parsed again. Only looked up, never
+#: changed.
+_known_hosts: dict[str, tuple[tuple[int, int, int, int], paramiko.HostKeys]] = {}
 _known_hosts_lock = threading.Lock()
 
 
@@ -106,7 +112,9 @@ def _read_known_hosts(path: Path) -> paramiko.HostKeys:
     try:
         status = path.stat()
         name = str(path.resolve())
-        version = (status.st_ino, status.st_size, status.st_mtime_ns)
+        # ctime too: a rewrite in place that keeps the size and the modification time
+        # (cp -p, rsync -t --inplace) still changes it.
+        version = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
         with _known_hosts_lock:
             parsed = _known_hosts.get(name)
             if parsed is None or parsed[0] != version:
@@ -243,11 +251,14 @@ class SSHConnector:
         self.timeouts = timeouts
         self._transports: list[paramiko.Transport] = []
         self._lock = threading.Lock()
+        self._aborted = False
         self.notes: list[str] = []
 
     def abort(self) -> None:
-        """Called from the coordinator when the host deadline passed: drop every connection."""
+        """Called from the coordinator when the host deadline passed: drop every connection,
+        also one still being opened (it is closed as soon as it exists)."""
         with self._lock:
+            self._aborted = True
             transports = list(self._transports)
         for transport in reversed(transports):
             with contextlib.suppress(Exception):
@@ -290,21 +301,36 @@ class SSHConnector:
         for i, hop in enumerate(hops):
             via = f" via {hops[i - 1]}" if i else ""
             where = f"{hop.host}:{hop.port}{via}"
-            gate = (bastion_gate(hop.host, hop.port, deadline) if i < len(hops) - 1
-                    else contextlib.nullcontext())
-            with gate:
+            bastion = i < len(hops) - 1
+            with bastion_gate(hops[:i + 1], deadline) if bastion else contextlib.nullcontext():
                 try:
                     sock = self._socket(transport, hop)
                     transport = self._handshake(sock, hop, keys, where)
-                    if i < len(hops) - 1:
-                        # One round trip with the signed-in session before the gate lets the
-                        # next sign-in start: sshd's listener counts this connection as signed
-                        # in only once the session tells it so, which it has done by then.
-                        transport.global_request("keepalive@openssh.com", wait=True)
+                    if bastion:
+                        self._round_trip(transport, where, deadline)
                 except Exception as exc:
                     raise _connect_error(exc, where) from None
         assert transport is not None
         return transport
+
+    def _round_trip(self, transport: paramiko.Transport, where: str, deadline: float) -> None:
+        """One round trip with a bastion's signed-in session, before its gate lets the next
+        sign-in start: sshd's listener counts the connection as signed in only once the session
+        tells it so, which it has done by then. Bounded: a bastion that does not answer within
+        the connect timeout (or the host's deadline) is closed, and its place given back."""
+        limit = max(0.0, min(self.timeouts.connect, deadline - time.monotonic()))
+        closer = threading.Timer(limit, transport.close)
+        closer.daemon = True
+        closer.start()
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)
+        finally:
+            closer.cancel()
+        if not transport.is_active():
+            raise ConnectorError(
+                ErrorKind.TIMED_OUT,
+                f"timed out waiting for {where}: no answer within {limit:g} s after signing in",
+            )
 
     def _socket(self, previous: paramiko.Transport | None, hop: Jump) -> Any:
         if previous is None:
@@ -319,6 +345,11 @@ class SSHConnector:
         transport = paramiko.Transport(sock)
         with self._lock:
             self._transports.append(transport)
+            aborted = self._aborted
+        if aborted:
+            sock.close()  # Transport.close does nothing before the transport has started
+            raise ConnectorError(ErrorKind.TIMED_OUT, f"the host's deadline passed before "
+                                 f"signing in to {where}")
         transport.banner_timeout = self.timeouts.connect
         transport.auth_timeout = self.timeouts.connect
         security = transport.get_security_options()
