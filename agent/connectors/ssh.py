@@ -252,6 +252,7 @@ class SSHConnector:
         self._transports: list[paramiko.Transport] = []
         self._lock = threading.Lock()
         self._aborted = False
+        self._key: paramiko.PKey | None = None
         self.notes: list[str] = []
 
     def abort(self) -> None:
@@ -297,6 +298,9 @@ class SSHConnector:
         """The transport to the host, through each bastion of the ProxyJump chain in turn."""
         c = self.host.connection
         hops = [*options.jumps, Jump(self.host.address, c.port, c.user)]
+        if c.ssh_private_key_file and options.jumps:
+            # Decrypted once, before a bastion's place is taken (an encrypted key's KDF is slow).
+            self._private_key()
         transport: paramiko.Transport | None = None
         for i, hop in enumerate(hops):
             via = f" via {hops[i - 1]}" if i else ""
@@ -412,6 +416,12 @@ class SSHConnector:
         return True
 
     def _private_key(self) -> paramiko.PKey:
+        """The key file's key, read (and decrypted) once per connector."""
+        if self._key is None:
+            self._key = self._read_private_key()
+        return self._key
+
+    def _read_private_key(self) -> paramiko.PKey:
         c = self.host.connection
         path = str(Path(c.ssh_private_key_file or "").expanduser())
         passphrase = c.ssh_key_passphrase.reveal() if c.ssh_key_passphrase is not None else None
