@@ -13,7 +13,8 @@ lab account (`Credential`), the way a Windows host does:
 What it takes is what a host with ``NtlmMinServerSec = 0x20080000`` (NTLMv2 session security and
 128-bit keys) and ``LmCompatibilityLevel = 5`` takes: LM and NTLMv1 responses, OEM strings,
 anonymous logons and sealing without key exchange are refused. Every client the project meets
-(pyspnego under pywinrm, Windows' SSPI) negotiates more than that.
+(pyspnego under pywinrm, Windows' SSPI) negotiates more than that. SPNEGO-wrapped logons are not
+this module's: `agent.lab.auth` hands them to pyspnego's acceptor, as before.
 
 Once accepted, the connection's messages are sealed with `Sealer` and the derived keys.
 
@@ -138,13 +139,8 @@ def bindings_hash(application_data: bytes) -> bytes:
 def challenge_message(negotiate: bytes, *, computer: str, domain: str,
                       now: dt.datetime | None = None) -> bytes:
     """The CHALLENGE answering a NEGOTIATE message (`NtlmError` if it is not one the lab takes)."""
-    if len(negotiate) < 16 or not negotiate.startswith(SIGNATURE) \
-            or _u32(negotiate, 8) != 1:
-        raise NtlmError("not an NTLM NEGOTIATE message")
-    asked = _u32(negotiate, 12)
-    if asked & REQUIRED != REQUIRED:
-        raise NtlmError(f"the client's flags {asked:#010x} lack Unicode, NTLMv2 session "
-                        "security or 128-bit keys")
+    _check_header(negotiate, 1, "NEGOTIATE", 16)
+    asked = _required(_u32(negotiate, 12), "the client's")
     flags = (asked & _GRANTABLE) | _SERVER
     if flags & KEY_128:
         flags &= ~KEY_56
@@ -176,15 +172,9 @@ def verify(credential: Credential, negotiate: bytes, challenge: bytes, authentic
     `bindings` is the channel-bindings hash the connection expects (`bindings_hash`), or None
     over plain HTTP. Raises `NtlmError` for anything the lab does not accept.
     """
-    if len(challenge) < 32 or not challenge.startswith(SIGNATURE) or _u32(challenge, 8) != 2:
-        raise NtlmError("not an NTLM CHALLENGE message")
-    if len(authenticate) < 64 or not authenticate.startswith(SIGNATURE) \
-            or _u32(authenticate, 8) != 3:
-        raise NtlmError("not an NTLM AUTHENTICATE message")
-    flags = _u32(authenticate, 60)
-    if flags & REQUIRED != REQUIRED:
-        raise NtlmError(f"the AUTHENTICATE flags {flags:#010x} lack Unicode, NTLMv2 session "
-                        "security or 128-bit keys")
+    _check_header(challenge, 2, "CHALLENGE", 32)
+    _check_header(authenticate, 3, "AUTHENTICATE", 64)
+    flags = _required(_u32(authenticate, 60), "the AUTHENTICATE")
     if flags & SEAL and flags & (SIGN | KEY_EXCH) != SIGN | KEY_EXCH:
         raise NtlmError("sealing without signing and key exchange is not taken")
     nt_response = _field(authenticate, 20)
@@ -262,6 +252,20 @@ class NtlmAcceptor:
         self.accepted = verify(self._credential, self._negotiate, self._challenge, token,
                                self._bindings)
         return None
+
+
+def _check_header(message: bytes, kind: int, name: str, minimum: int) -> None:
+    """`NtlmError` unless `message` is an NTLMSSP message of that type and at least that long."""
+    if len(message) < minimum or not message.startswith(SIGNATURE) or _u32(message, 8) != kind:
+        raise NtlmError(f"not an NTLM {name} message")
+
+
+def _required(flags: int, whose: str) -> int:
+    """`flags`, or `NtlmError` when they lack what the lab requires (`REQUIRED`)."""
+    if flags & REQUIRED != REQUIRED:
+        raise NtlmError(f"{whose} flags {flags:#010x} lack Unicode, NTLMv2 session security or "
+                        "128-bit keys")
+    return flags
 
 
 def _u32(data: bytes, offset: int) -> int:
