@@ -3,13 +3,16 @@
 Not a test (pytest does not collect it); needs root and OpenSSH's sshd, like the SSH tests::
 
     .venv/bin/python tests/bench_ssh.py [--hosts 64,256] [--rtt 0,0.3]
-        [--workers 8,64] [--ansible-forks 50] [--via-bastion]
+        [--workers 8,64] [--ansible-forks 50|none] [--via-bastion] [--targets N] [--replay]
 
 It builds the SSH tests' lab (`sshfixtures.build_lab`: real sshd instances whose sessions run the
-``powershell`` stand-in) and puts a TCP relay in front of the healthy AD FS server that delays
-every chunk by half the round-trip time in each direction (``--rtt``: a WAN, without burning
-CPU). Every inventory host is a name for that one server through the relay (its ``MaxStartups``
-is 100). For each host count and round-trip time, each engine scans as its own process:
+``powershell`` stand-in) and puts a TCP relay in front of the healthy AD FS server (and of
+``--targets`` - 1 copies of it) that delays every chunk by half the round-trip time in each
+direction (``--rtt``: a WAN, without burning CPU). Every inventory host is its own loopback
+address of a relay, host i on server i % N (each server's ``MaxStartups`` is 100). ``--replay``
+answers each distinct command line from the stand-in's first answer to it, so that the servers'
+CPU (a Python start per fact script) does not decide the result at scale. For each host count
+and round-trip time, each engine scans as its own process:
 
 * ``mfa-agent``: ``python -m agent scan --no-history --format json --workers N`` (the whole
   program), for each N of ``--workers``;
@@ -61,8 +64,9 @@ class DelayRelay:
     """A TCP relay on `addresses` (one port) that delays every chunk by `delay` seconds each way,
     in order."""
 
-    def __init__(self, target: tuple[str, int], delay: float, addresses: list[str]) -> None:
-        self.target = target
+    def __init__(self, server: SshServer, delay: float, addresses: list[str]) -> None:
+        self.server = server
+        self.target = (server.address, server.port)
         self.addresses = addresses
         self.delay = delay
         self._writers: set[asyncio.StreamWriter] = set()
@@ -141,22 +145,23 @@ def addresses(count: int) -> list[str]:
     return [f"127.20.{i // 250}.{i % 250 + 1}" for i in range(count)]
 
 
-def inventory(lab: SshLab, path: Path, count: int, port: int, known: Path,
+def inventory(lab: SshLab, path: Path, count: int, relays: Sequence[DelayRelay], known: Path,
               bastion: SshServer | None) -> Path:
-    """`count` AD FS hosts, each an address of the relay on `port` to the healthy server."""
+    """`count` AD FS hosts, host i an address of relay i % len(relays)."""
     args = f"-J {bastion.jump}" if bastion is not None else ""
     hosts = {f"ssh-{i:05d}.bench.example": (["adfs"], host_vars(
-        (address, port), known_hosts=known, args=args, ansible_ssh_private_key_file=str(lab.key)))
+        (address, relays[i % len(relays)].port), known_hosts=known, args=args,
+        ansible_ssh_private_key_file=str(lab.key)))
         for i, address in enumerate(addresses(count))}
     return lab.inventory(path, hosts)
 
 
-def known_hosts(lab: SshLab, path: Path, count: int, port: int,
+def known_hosts(path: Path, count: int, relays: Sequence[DelayRelay],
                 bastion: SshServer | None) -> Path:
-    """The target's keys under each relay address, and the bastion's."""
-    target = lab.servers[JUMP_TARGET]
-    lines = [f"[{address}]:{port} {public_key(key)}" for address in addresses(count)
-             for key in target.host_keys]
+    """Each relay address with the keys of the server behind it, and the bastion's."""
+    lines = [f"[{address}]:{relays[i % len(relays)].port} {public_key(key)}"
+             for i, address in enumerate(addresses(count))
+             for key in relays[i % len(relays)].server.host_keys]
     lines += bastion.known_hosts_lines() if bastion is not None else []
     path.write_text("".join(f"{line}\n" for line in lines))
     return path
@@ -203,8 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hosts", default="64,256")
     parser.add_argument("--rtt", default="0,0.3")
     parser.add_argument("--workers", default="8,64")
-    parser.add_argument("--ansible-forks", default="50")
+    parser.add_argument("--ansible-forks", default="50", help='"none" runs no Ansible')
     parser.add_argument("--via-bastion", action="store_true")
+    parser.add_argument("--targets", type=int, default=1,
+                        help="sshd servers behind the relays (each takes 100 unauthenticated "
+                        "connections at once)")
+    parser.add_argument("--replay", action="store_true",
+                        help="answer each distinct command line from the first answer to it, "
+                        "so that the stand-in's CPU does not decide the result")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix=SESSION_PREFIX))
     root.chmod(0o755)
@@ -221,28 +232,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     else ""))
         print(f"{'hosts':>6} {'rtt s':>5} {'engine':<10} {'setting':<12} {'wall s':>7} "
               f"{'hosts/s':>8} {'CPU ms/host':>11} {'peak MB':>8} {'failed':>6}", flush=True)
-        target = lab.servers[JUMP_TARGET]
+        if args.replay:
+            replay_standin(lab)
+        profile = lab.servers[JUMP_TARGET].profile
+        assert profile is not None
+        targets = [lab.servers[JUMP_TARGET]] + [
+            lab.start_host(f"bench-target-{i}", profile) for i in range(1, args.targets)]
         ansible = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
         for rtt in (float(x) for x in args.rtt.split(",")):
             most = max(int(c) for c in args.hosts.split(","))
-            relay = DelayRelay((target.address, target.port), rtt / 2, addresses(most))
-            relays.append(relay)
-            bastion = (lab.start_bastion(f"bench-bastion-{relay.port}",
-                                         [cast(SshServer, _Relayed(a, relay.port))
-                                          for a in addresses(most)],
+            everyone = addresses(most)
+            group = [DelayRelay(target, rtt / 2, everyone[t::len(targets)])
+                     for t, target in enumerate(targets)]
+            relays += group
+            bastion = (lab.start_bastion(f"bench-bastion-{group[0].port}",
+                                         [cast(SshServer, _Relayed(a, r.port))
+                                          for r in group for a in r.addresses],
                                          max_startups="10:30:100")
                        if args.via_bastion else None)
-            known = known_hosts(lab, root / f"known_hosts-{relay.port}", most, relay.port,
-                                bastion)
+            known = known_hosts(root / f"known_hosts-{group[0].port}", most, group, bastion)
             for count in (int(c) for c in args.hosts.split(",")):
-                path = inventory(lab, root / f"inventory-{count}-{rtt}.yaml", count, relay.port,
+                path = inventory(lab, root / f"inventory-{count}-{rtt}.yaml", count, group,
                                  known, bastion)
                 runs: list[tuple[str, str, list[str]]] = [
                     ("mfa-agent", f"workers {w}", [
                         sys.executable, "-m", "agent", "scan", "-i", str(path), "--no-history",
                         "--format", "json", "--workers", w, "--host-timeout", "600"])
                     for w in args.workers.split(",")]
-                if ansible:
+                if ansible and args.ansible_forks != "none":
                     playbook = ansible_playbook(root)
                     runs += [("ansible", f"forks {f}", [ansible, "-i", str(path), "-f", f,
                                                         str(playbook)])
@@ -258,6 +275,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         lab.stop()
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def replay_standin(lab: SshLab) -> None:
+    """Make the ``powershell`` launcher answer each distinct command line from the first answer
+    to it (recorded by the real stand-in): a shell, md5sum and cat per fact script, instead of a
+    Python start. The clock fact is then stale; the hosts are still read."""
+    launcher = lab.bin / "powershell"
+    real = lab.bin / "powershell-standin"
+    launcher.replace(real)
+    cache = lab.root / "replay"
+    cache.mkdir(mode=0o777)
+    cache.chmod(0o777)  # the sessions run as the test user
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f"cache={cache}\n"
+        'key=$(printf "%s\\n" "$@" | md5sum | cut -c1-32)\n'
+        'if [ ! -f "$cache/$key.rc" ]; then\n'
+        f'  {real} "$@" > "$cache/$key.out.$$" 2> "$cache/$key.err.$$"\n'
+        '  echo $? > "$cache/$key.rc.$$"\n'
+        '  mv "$cache/$key.out.$$" "$cache/$key.out"; mv "$cache/$key.err.$$" "$cache/$key.err"\n'
+        '  mv "$cache/$key.rc.$$" "$cache/$key.rc"\n'
+        "fi\n"
+        'cat "$cache/$key.out"; cat "$cache/$key.err" >&2; exit "$(cat "$cache/$key.rc")"\n'
+    )
+    launcher.chmod(0o755)
 
 
 @dataclass(frozen=True)
