@@ -1,7 +1,7 @@
 """A hostile SSH server for black-box tests of the SSH connector: paramiko's server side on a
 127.x address in this process, accepting one password and answering every command with a flood
-(or whatever `answer` writes), or, with ``silent=True``, never answering a global request after
-sign-in (a stalled bastion). It records whether the client went away.
+(or whatever `answer` writes), or, with ``silent=True``, never answering a request to forward a
+connection after sign-in (a stalled bastion). It records whether the client went away.
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ class _Interface(paramiko.ServerInterface):
             return paramiko.OPEN_SUCCEEDED
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
-    def check_global_request(self, kind: str, msg: paramiko.Message) -> bool:
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple[str, int],
+                                           destination: tuple[str, int]) -> int:
         if self.server.silent:
             self.server.stopping.wait()  # stalls this connection until the server stops
-        return False
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         threading.Thread(target=self._run, args=(channel, command.decode("utf-8", "replace")),

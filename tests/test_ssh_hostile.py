@@ -72,7 +72,7 @@ def test_a_bastion_that_never_answers_after_sign_in_costs_its_host_and_gives_its
     monkeypatch.setattr(ssh_connector, "_gates", {})
     with running_ssh("127.0.6.7", _brief, password=password, state_dir=tmp_path,
                      silent=True) as bastion:
-        where, jump = f"{bastion.address}:{bastion.port}", Jump(bastion.address, bastion.port)
+        jump = Jump(bastion.address, bastion.port)
         host = {
             "ansible_host": "127.0.6.8", "ansible_port": 22, "ansible_connection": "ssh",
             "ansible_user": USER, "ansible_password": f"{{{{ lookup('env', '{PASSWORD_ENV}') }}}}",
@@ -86,7 +86,9 @@ def test_a_bastion_that_never_answers_after_sign_in_costs_its_host_and_gives_its
                          "--connect-timeout", "3", "--host-timeout", "60")
     report = Report.parse(result.out)
     assert report.error("behind.lab.example") == (
-        f"timed out waiting for {where}: no answer within 3 s after signing in")
+        "timed out waiting for the bastion to open a connection to 127.0.6.8:22: no answer "
+        "within 3 s")
+    assert report.host_error_kind("behind.lab.example") == "timed-out"
     with contextlib.ExitStack() as places:  # every place of that bastion is free again
         for _ in range(ssh_connector.BASTION_HANDSHAKES):
             places.enter_context(ssh_connector.bastion_gate([jump], deadline=time.monotonic()))

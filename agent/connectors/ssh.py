@@ -8,8 +8,9 @@ unauthenticated, 30 % of new ones are refused, rising to all at 100); so this pr
 read at once. A bastion is known by the chain that reaches it (its host and port as the
 inventory writes them, after the bastions before it): one bastion written under two names gets
 two gates. Signed-in connections
-do not count against ``MaxStartups``: a place is given back once the hop has signed in and one
-round trip with its session has passed (by then sshd's listener knows it signed in).
+do not count against ``MaxStartups``: a place is given back once the hop has signed in and the
+channel through it to the next hop is open, a round trip with its signed-in session (by then
+sshd's listener knows it signed in).
 Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
 the host and for every bastion; an unknown or changed key is an ERROR that shows the fingerprint.
 Authentication tries the key file (passphrase from ``mfa_ssh_key_passphrase``), then ssh-agent,
@@ -302,46 +303,42 @@ class SSHConnector:
             # Decrypted once, before a bastion's place is taken (an encrypted key's KDF is slow).
             self._private_key()
         transport: paramiko.Transport | None = None
-        for i, hop in enumerate(hops):
-            via = f" via {hops[i - 1]}" if i else ""
-            where = f"{hop.host}:{hop.port}{via}"
-            bastion = i < len(hops) - 1
-            with bastion_gate(hops[:i + 1], deadline) if bastion else contextlib.nullcontext():
-                try:
-                    sock = self._socket(transport, hop)
-                    transport = self._handshake(sock, hop, keys, where)
-                    if bastion:
-                        self._round_trip(transport, where, deadline)
-                except Exception as exc:
-                    raise _connect_error(exc, where) from None
+        # The previous bastion's place is held until the channel through it to the next hop is
+        # open: that round trip with its signed-in session tells us sshd's listener has counted
+        # it as signed in. Places are taken along the chain, shorter prefix first: no cycle.
+        with contextlib.ExitStack() as previous:
+            for i, hop in enumerate(hops):
+                via = f" via {hops[i - 1]}" if i else ""
+                where = f"{hop.host}:{hop.port}{via}"
+                with contextlib.ExitStack() as this:
+                    if i < len(hops) - 1:
+                        this.enter_context(bastion_gate(hops[:i + 1], deadline))
+                    try:
+                        sock = self._socket(transport, hop)
+                        previous.close()
+                        transport = self._handshake(sock, hop, keys, where)
+                    except Exception as exc:
+                        raise _connect_error(exc, where) from None
+                    previous.enter_context(this.pop_all())
         assert transport is not None
         return transport
-
-    def _round_trip(self, transport: paramiko.Transport, where: str, deadline: float) -> None:
-        """One round trip with a bastion's signed-in session, before its gate lets the next
-        sign-in start: sshd's listener counts the connection as signed in only once the session
-        tells it so, which it has done by then. Bounded: a bastion that does not answer within
-        the connect timeout (or the host's deadline) is closed, and its place given back."""
-        limit = max(0.0, min(self.timeouts.connect, deadline - time.monotonic()))
-        closer = threading.Timer(limit, transport.close)
-        closer.daemon = True
-        closer.start()
-        try:
-            transport.global_request("keepalive@openssh.com", wait=True)
-        finally:
-            closer.cancel()
-        if not transport.is_active():
-            raise ConnectorError(
-                ErrorKind.TIMED_OUT,
-                f"timed out waiting for {where}: no answer within {limit:g} s after signing in",
-            )
 
     def _socket(self, previous: paramiko.Transport | None, hop: Jump) -> Any:
         if previous is None:
             return socket.create_connection((hop.host, hop.port), timeout=self.timeouts.connect)
-        return previous.open_channel(
-            "direct-tcpip", (hop.host, hop.port), ("127.0.0.1", 0), timeout=self.timeouts.connect
-        )
+        try:
+            return previous.open_channel("direct-tcpip", (hop.host, hop.port), ("127.0.0.1", 0),
+                                         timeout=self.timeouts.connect)
+        except paramiko.ChannelException:
+            raise  # the bastion refused
+        except paramiko.SSHException:
+            if not previous.is_active():
+                raise
+            raise ConnectorError(  # paramiko's "Timeout opening channel."
+                ErrorKind.TIMED_OUT,
+                f"timed out waiting for the bastion to open a connection to {hop.host}:"
+                f"{hop.port}: no answer within {self.timeouts.connect:g} s",
+            ) from None
 
     def _handshake(
         self, sock: Any, hop: Jump, keys: HostKeyCheck, where: str
