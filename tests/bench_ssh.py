@@ -190,11 +190,10 @@ def measure(argv: list[str], env: dict[str, str], engine: str) -> tuple[float, f
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
+        _, _, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    del status
     if engine == "ansible" and failures(engine, text):
         shown = [line for line in text.splitlines() if "UNREACHABLE" in line or "FAILED" in line]
         print(f"  ansible: {shown[0][:300] if shown else text[-300:]}", file=sys.stderr)

@@ -7,10 +7,9 @@ unauthenticated, 30 % of new ones are refused, rising to all at 100); so this pr
 `BASTION_HANDSHAKES` handshakes in progress with one bastion at a time, however many hosts are
 read at once. A bastion is known by the chain that reaches it (its host and port as the
 inventory writes them, after the bastions before it): one bastion written under two names gets
-two gates. Signed-in connections
-do not count against ``MaxStartups``: a place is given back once the hop has signed in and the
-channel through it to the next hop is open, a round trip with its signed-in session (by then
-sshd's listener knows it signed in).
+two gates. Signed-in connections do not count against ``MaxStartups``: a place is given back once
+the hop has signed in and the channel through it to the next hop is open, a round trip with its
+signed-in session (by then sshd's listener knows it signed in).
 Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
 the host and for every bastion; an unknown or changed key is an ERROR that shows the fingerprint.
 Authentication tries the key file (passphrase from ``mfa_ssh_key_passphrase``), then ssh-agent,
