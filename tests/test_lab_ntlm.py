@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spnego.channel_bindings import GssChannelBindings
 
+from agent.connectors.wsman.ntlm import bindings_hash
 from agent.connectors.wsman.ntlmseal import Sealer
 from agent.lab.auth import USER_FILE_ENV, Account, UserFile
 from agent.lab.ntlm import (
     Credential,
     NtlmAcceptor,
     NtlmError,
-    bindings_hash,
     challenge_message,
     verify,
 )

@@ -71,30 +71,71 @@ def test_concurrency_is_bounded_by_file_descriptors() -> None:
     assert 16 <= concurrency() <= max(16, min(soft, 512))
 
 
-def test_encrypted_sessions_seal_with_the_fast_sealer(
+def test_sessions_sign_in_with_the_modules_own_ntlm(
     builtin_lab: LabProcess, use_lab: UseLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Against the lab (pyspnego's acceptor), every NTLM session takes the `Sealer`: pyspnego's
-    own wrap stays only a fallback."""
+    """Against the lab, a session signs in with `ntlm.Initiator` and seals with its `Sealer`;
+    pyspnego is not used."""
     import asyncio
 
-    from agent.connectors.wsman import ntlmseal
+    from agent.connectors.wsman import ntlm, session
     from agent.connectors.wsman.fleet import read_host
 
     use_lab(builtin_lab)
+    sealers: list[object] = []
+    real = ntlm.Initiator.sealer
+
+    def spy(self: ntlm.Initiator) -> object:
+        sealers.append(result := real(self))
+        return result
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pyspnego was used")
+
+    monkeypatch.setattr(ntlm.Initiator, "sealer", spy)
+    monkeypatch.setattr(session._Pyspnego, "__init__", refused)
+    host = next(h for h in load_inventory(builtin_lab.inventory).hosts
+                if h.name == "adfs01.lab.example")
+    facts = asyncio.run(read_host(host, TIMEOUTS))
+    assert facts.error is None and facts.facts
+    assert len(sealers) == 1
+
+
+def test_a_challenge_the_module_declines_signs_in_again_with_pyspnego(
+    builtin_lab: LabProcess, use_lab: UseLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ntlm.Unsupported` costs one more connection, not the host: pyspnego signs in on it and
+    its context seals with the fast `Sealer` all the same."""
+    import asyncio
+
+    from agent.connectors.wsman import ntlm, ntlmseal
+    from agent.connectors.wsman.fleet import read_host
+
+    use_lab(builtin_lab)
+    declined: list[bytes] = []
     taken: list[object] = []
     real = ntlmseal.Sealer.take
+
+    def decline(challenge: bytes) -> None:
+        declined.append(challenge)
+        raise ntlm.Unsupported("declined by the test")
 
     def spy(context: Any) -> ntlmseal.Sealer | None:
         taken.append(result := real(context))
         return result
 
+    monkeypatch.setattr(ntlm, "_parse_challenge", decline)
     monkeypatch.setattr(ntlmseal.Sealer, "take", staticmethod(spy))
     host = next(h for h in load_inventory(builtin_lab.inventory).hosts
                 if h.name == "adfs01.lab.example")
+    before = builtin_lab.stats()[host.name]
     facts = asyncio.run(read_host(host, TIMEOUTS))
     assert facts.error is None and facts.facts
-    assert taken and all(isinstance(t, ntlmseal.Sealer) for t in taken)
+    assert len(declined) == 1
+    assert len(taken) == 1 and isinstance(taken[0], ntlmseal.Sealer)
+    after = builtin_lab.stats()[host.name]
+    assert after["ntlm_logons"] == before.get("ntlm_logons", 0) + 1
+    assert after["http:401"] == before.get("http:401", 0) + 2  # two NEGOTIATEs
 
 
 def test_tls_connections_use_small_read_buffers(

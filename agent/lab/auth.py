@@ -40,8 +40,9 @@ from typing import Any, Final
 
 import spnego
 
+from agent.connectors.wsman.ntlm import bindings_hash
 from agent.connectors.wsman.ntlmseal import Sealer
-from agent.lab.ntlm import Credential, NtlmAcceptor, NtlmError, bindings_hash
+from agent.lab.ntlm import Credential, NtlmAcceptor, NtlmError
 
 #: The environment variable pyspnego's NTLM acceptor reads its credentials from.
 USER_FILE_ENV: Final = "NTLM_USER_FILE"

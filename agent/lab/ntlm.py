@@ -13,8 +13,10 @@ lab account (`Credential`), the way a Windows host does:
 What it takes is what a host with ``NtlmMinServerSec = 0x20080000`` (NTLMv2 session security and
 128-bit keys) and ``LmCompatibilityLevel = 5`` takes: LM and NTLMv1 responses, OEM strings,
 anonymous logons and sealing without key exchange are refused. Every client the project meets
-(pyspnego under pywinrm, Windows' SSPI) negotiates more than that. SPNEGO-wrapped logons are not
-this module's: `agent.lab.auth` hands them to pyspnego's acceptor, as before.
+(pyspnego under pywinrm, the fast client's `agent.connectors.wsman.ntlm`, Windows' SSPI)
+negotiates more than that. SPNEGO-wrapped logons are not this module's: `agent.lab.auth` hands
+them to pyspnego's acceptor, as before. The MS-NLMP primitives (flags, key derivation, RC4)
+are the client module's, held to pyspnego's on both sides.
 
 Once accepted, the connection's messages are sealed with `Sealer` and the derived keys.
 
@@ -33,33 +35,37 @@ import hmac
 import os
 import struct
 from dataclasses import dataclass
-from hashlib import md5
-from typing import Any, Final
+from typing import Final
 
+from agent.connectors.wsman.ntlm import (
+    ALWAYS_SIGN,
+    AV_CHANNEL_BINDINGS,
+    AV_DNS_COMPUTER,
+    AV_DNS_DOMAIN,
+    AV_EOL,
+    AV_FLAG_MIC,
+    AV_FLAGS,
+    AV_NB_COMPUTER,
+    AV_NB_DOMAIN,
+    AV_TIMESTAMP,
+    EXTENDED_SESSION_SECURITY,
+    KEY_56,
+    KEY_128,
+    KEY_EXCH,
+    NTLM,
+    REQUEST_TARGET,
+    SEAL,
+    SIGN,
+    SIGNATURE,
+    TARGET_INFO,
+    TARGET_TYPE_DOMAIN,
+    UNICODE,
+    VERSION,
+    rc4,
+    seal_key,
+    sign_key,
+)
 from agent.connectors.wsman.ntlmseal import Sealer
-
-try:  # cryptography 43 moved ARC4 to "decrepit"
-    from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
-except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.algorithms import ARC4
-from cryptography.hazmat.primitives.ciphers import Cipher
-
-SIGNATURE: Final = b"NTLMSSP\x00"
-
-# NegotiateFlags (MS-NLMP 2.2.2.5).
-UNICODE: Final = 0x00000001
-REQUEST_TARGET: Final = 0x00000004
-SIGN: Final = 0x00000010
-SEAL: Final = 0x00000020
-NTLM: Final = 0x00000200
-ALWAYS_SIGN: Final = 0x00008000
-TARGET_TYPE_DOMAIN: Final = 0x00010000
-EXTENDED_SESSION_SECURITY: Final = 0x00080000
-TARGET_INFO: Final = 0x00800000
-VERSION: Final = 0x02000000
-KEY_128: Final = 0x20000000
-KEY_EXCH: Final = 0x40000000
-KEY_56: Final = 0x80000000
 
 #: What a client must ask for (NtlmMinServerSec 0x20080000, and Unicode strings).
 REQUIRED: Final = UNICODE | EXTENDED_SESSION_SECURITY | KEY_128
@@ -68,17 +74,6 @@ _GRANTABLE: Final = (UNICODE | REQUEST_TARGET | SIGN | SEAL | ALWAYS_SIGN
                      | EXTENDED_SESSION_SECURITY | VERSION | KEY_128 | KEY_EXCH | KEY_56)
 #: What the lab's CHALLENGE always sets.
 _SERVER: Final = REQUEST_TARGET | NTLM | TARGET_INFO | TARGET_TYPE_DOMAIN
-
-# AV_PAIR ids (MS-NLMP 2.2.2.1).
-_AV_EOL: Final = 0
-_AV_NB_COMPUTER: Final = 1
-_AV_NB_DOMAIN: Final = 2
-_AV_DNS_COMPUTER: Final = 3
-_AV_DNS_DOMAIN: Final = 4
-_AV_FLAGS: Final = 6
-_AV_TIMESTAMP: Final = 7
-_AV_CHANNEL_BINDINGS: Final = 10
-_AV_FLAG_MIC: Final = 0x2
 
 #: Windows Server 2019 (10.0.17763), NTLM revision 15.
 _VERSION_FIELD: Final = struct.pack("<BBH3xB", 10, 0, 17763, 15)
@@ -124,16 +119,9 @@ class Accepted:
             return None
         key = self.session_key
         return Sealer(
-            _sign_key(key, b"server-to-client"), _rc4(_seal_key(key, b"server-to-client")),
-            _sign_key(key, b"client-to-server"), _rc4(_seal_key(key, b"client-to-server")),
+            sign_key(key, b"server-to-client"), rc4(seal_key(key, b"server-to-client")),
+            sign_key(key, b"client-to-server"), rc4(seal_key(key, b"client-to-server")),
         )
-
-
-def bindings_hash(application_data: bytes) -> bytes:
-    """``MsvAvChannelBindings`` for a ``gss_channel_bindings_struct`` holding only
-    `application_data` (what HTTP clients send: ``tls-server-end-point:`` and the hash)."""
-    structure = struct.pack("<IIIII", 0, 0, 0, 0, len(application_data)) + application_data
-    return md5(structure).digest()  # noqa: S324 - MS-NLMP's choice, not ours
 
 
 def challenge_message(negotiate: bytes, *, computer: str, domain: str,
@@ -147,12 +135,12 @@ def challenge_message(negotiate: bytes, *, computer: str, domain: str,
     stamp = int(((now or dt.datetime.now(dt.UTC)) - _FILETIME_EPOCH).total_seconds() * 10**7)
     target = _utf16(domain)
     info = b"".join((
-        _av(_AV_NB_DOMAIN, target),
-        _av(_AV_NB_COMPUTER, _utf16(computer)),
-        _av(_AV_DNS_DOMAIN, _utf16(domain.lower() + ".lab")),
-        _av(_AV_DNS_COMPUTER, _utf16(f"{computer.lower()}.{domain.lower()}.lab")),
-        _av(_AV_TIMESTAMP, struct.pack("<Q", stamp)),
-        _av(_AV_EOL, b""),
+        _av(AV_NB_DOMAIN, target),
+        _av(AV_NB_COMPUTER, _utf16(computer)),
+        _av(AV_DNS_DOMAIN, _utf16(domain.lower() + ".lab")),
+        _av(AV_DNS_COMPUTER, _utf16(f"{computer.lower()}.{domain.lower()}.lab")),
+        _av(AV_TIMESTAMP, struct.pack("<Q", stamp)),
+        _av(AV_EOL, b""),
     ))
     header = 56
     return b"".join((
@@ -198,14 +186,14 @@ def verify(credential: Credential, negotiate: bytes, challenge: bytes, authentic
         encrypted = _field(authenticate, 52)
         if len(encrypted) != 16:
             raise NtlmError("the encrypted session key is not 16 bytes")
-        session_key = bytes(_rc4(key_exchange_key).update(encrypted))
+        session_key = bytes(rc4(key_exchange_key).update(encrypted))
     else:
         session_key = key_exchange_key
 
-    av_flags = pairs.get(_AV_FLAGS, b"\x00" * 4)
+    av_flags = pairs.get(AV_FLAGS, b"\x00" * 4)
     if len(av_flags) != 4:
         raise NtlmError("the NTLMv2 response's MsvAvFlags is not 4 bytes")
-    if _u32(av_flags, 0) & _AV_FLAG_MIC:
+    if _u32(av_flags, 0) & AV_FLAG_MIC:
         if _payload_start(authenticate) < _MIC_END:
             raise NtlmError("the AUTHENTICATE message has no room for its MIC")
         zeroed = authenticate[:_MIC_AT] + b"\x00" * 16 + authenticate[_MIC_END:]
@@ -214,7 +202,7 @@ def verify(credential: Credential, negotiate: bytes, challenge: bytes, authentic
             raise NtlmError("the MIC does not match")
 
     verified = False
-    sent = pairs.get(_AV_CHANNEL_BINDINGS)
+    sent = pairs.get(AV_CHANNEL_BINDINGS)
     if bindings is not None and sent is not None and sent != _NO_BINDINGS:
         if not hmac.compare_digest(sent, bindings):
             raise NtlmError("the channel bindings do not match this TLS connection")
@@ -304,7 +292,7 @@ def _av_pairs(blob: bytes) -> dict[int, bytes]:
         if at + 4 > len(blob):
             raise NtlmError("the NTLMv2 response's AV pairs have no end")
         av_id, length = struct.unpack_from("<HH", blob, at)
-        if av_id == _AV_EOL:
+        if av_id == AV_EOL:
             return pairs
         pairs.setdefault(av_id, blob[at + 4:at + 4 + length])
         at += 4 + length
@@ -316,20 +304,3 @@ def _av(av_id: int, value: bytes) -> bytes:
 
 def _utf16(text: str) -> bytes:
     return text.encode("utf-16-le")
-
-
-# MD5 and RC4 below are MS-NLMP's (3.4.5), not a choice: NTLM sealing is defined with them.
-
-def _sign_key(session_key: bytes, direction: bytes) -> bytes:
-    constant = b"session key to %s signing key magic constant\x00" % direction
-    return md5(session_key + constant).digest()  # noqa: S324
-
-
-def _seal_key(session_key: bytes, direction: bytes) -> bytes:
-    constant = b"session key to %s sealing key magic constant\x00" % direction
-    return md5(session_key + constant).digest()  # noqa: S324
-
-
-def _rc4(key: bytes) -> Any:
-    """An RC4 stream (``update`` encrypts and decrypts)."""
-    return Cipher(ARC4(key), mode=None).encryptor()  # noqa: S304

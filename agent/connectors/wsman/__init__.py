@@ -6,7 +6,10 @@ This package reads the hosts pywinrm's design cannot make fast — NTLM (with me
 over http) and Basic, over http or https with certificate validation — on asyncio:
 
 * `session`: one host, one TCP connection, five requests (the request plan is in its docstring),
-  NTLM and sealing with pyspnego (what pywinrm itself uses), errors as pywinrm's path reports them;
+  errors as pywinrm's path reports them;
+* `ntlm`: NTLM sign-in, the messages pyspnego (what pywinrm uses) builds, byte for byte; a
+  CHALLENGE it does not answer is signed in again with pyspnego;
+* `ntlmseal`: message sealing with the negotiated keys;
 * `soap`: the four messages from string templates, replies parsed strictly;
 * `http`: a strict minimal HTTP/1.1 client that caps every reply while reading it;
 * `fleet`: many hosts concurrently, one process per core for large fleets.

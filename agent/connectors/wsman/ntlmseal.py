@@ -1,10 +1,10 @@
-"""NTLM message sealing for the fast client, with the keys pyspnego negotiated.
+"""NTLM message sealing for the fast client, with the keys its sign-in negotiated.
 
-pyspnego authenticates (`agent.connectors.wsman.session`); sealing each message through its
-``wrap``/``unwrap`` then costs more than the cryptography itself (flag enums, property lookups:
-about a sixth of the client's CPU per host). `Sealer` takes the keys and RC4 streams of the
-established context and does MS-NLMP's sealing with extended session security and key
-exchange (what Windows and the lab negotiate) directly:
+`agent.connectors.wsman.ntlm.Initiator` hands out a `Sealer` with its keys; a pyspnego context
+(the fallback) gives one through `Sealer.take`, since sealing through pyspnego's
+``wrap``/``unwrap`` costs more than the cryptography itself (flag enums, property lookups:
+about a sixth of the client's CPU per host). `Sealer` does MS-NLMP's sealing with extended
+session security and key exchange (what Windows and the lab negotiate) directly:
 
 * seal: ``RC4(out, message)``; signature = version 1, ``RC4(out, HMAC_MD5(sign_key,
   seq + message)[:8])``, seq (MS-NLMP 3.4.4.2 and 3.4.6);

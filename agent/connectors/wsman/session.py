@@ -21,8 +21,10 @@ request ever goes anywhere but the inventory's address), feed a plaintext reply 
 session (refused), send more than `http.MAX_BODY_BYTES` per reply or `MAX_OUTPUT_BYTES` of output
 (refused while reading), declare entities (refused), or outlive the connect, operation and host
 deadlines (asyncio timeouts; the host deadline is the caller's). Nothing here reads the process
-environment (no proxies, no CA bundle variables; pyspnego only reads its own NTLM tuning
-variables). Failures become the same `ConnectorError`s, with the same messages, as the pywinrm
+environment (no proxies, no CA bundle variables) but pyspnego's two NTLM variables, read as
+pyspnego reads them (`ntlm.WORKSTATION_ENV`, `ntlm.COMPAT_ENV`). A CHALLENGE `ntlm.Initiator`
+does not answer (no Windows host sends one) costs a second connection, on which pyspnego signs
+in. Failures become the same `ConnectorError`s, with the same messages, as the pywinrm
 path (`agent.connectors.winrm`): both are built by `agent.connectors.winrm_errors`.
 """
 
@@ -39,9 +41,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
-
-import spnego
-from spnego.channel_bindings import GssChannelBindings
 
 from agent.connectors.common import (
     MAX_OUTPUT_BYTES,
@@ -68,7 +67,7 @@ from agent.connectors.winrm_errors import (
     url_host,
     wsman_fault,
 )
-from agent.connectors.wsman import soap
+from agent.connectors.wsman import ntlm, soap
 from agent.connectors.wsman.http import (
     MAX_HEAD_BYTES,
     Connection,
@@ -140,8 +139,9 @@ def _context_for(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
-def _channel_bindings(certificate: bytes) -> GssChannelBindings:
-    """``tls-server-end-point`` bindings (RFC 5929) of the server's certificate."""
+def _channel_bindings(certificate: bytes) -> bytes:
+    """``tls-server-end-point`` bindings (RFC 5929) of the server's certificate: the
+    application data of the channel-bindings structure."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
@@ -152,36 +152,52 @@ def _channel_bindings(certificate: bytes) -> GssChannelBindings:
         hasher = hashes.Hash(algorithm)
         hasher.update(certificate)
         digest = hasher.finalize()
-    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest)
+    return b"tls-server-end-point:" + digest
 
 
 @functools.cache
-def _nt_hash(password: str) -> str | None:
-    """The NT hash (MD4 of UTF-16LE) of a password, computed once per scan, not once per host."""
-    try:
-        from spnego._ntlm_raw.crypto import ntowfv1
-    except ImportError:  # pragma: no cover - pyspnego moved its private helper
-        return None
-    return bytes(ntowfv1(password)).hex()
+def _credential(user: str, password: str) -> ntlm.Credential:
+    """The NTLM credential, hashed once per scan, not once per host."""
+    return ntlm.Credential.of(user, password)
 
 
-def _credential(user: str, password: str) -> Any:
-    """pyspnego's credential: the NT hash when it can be precomputed.
+class _Pyspnego:
+    """pyspnego's NTLM initiator, for what `ntlm.Initiator` does not answer (and
+    ``LM_COMPAT_LEVEL`` below 3): `Initiator`'s interface, with pyspnego's own wrap and unwrap
+    when its context is not one `Sealer` takes."""
 
-    pyspnego would otherwise derive the NT hash (pure-Python MD4) and the LM hash (pure-Python
-    DES, unused by NTLMv2) for every context: most of the client's CPU per host. NTLMv2 needs
-    only the NT hash.
-    """
-    nt_hash = _nt_hash(password)
-    if nt_hash is None:
-        return spnego.Password(username=user, password=password)
-    return spnego.NTLMHash(username=user, nt_hash=nt_hash)
+    def __init__(self, credential: ntlm.Credential, user: str, *, spn_host: str,
+                 bindings: bytes | None) -> None:
+        import spnego
+        from spnego.channel_bindings import GssChannelBindings
+
+        self.context = spnego.client(
+            # The hash pyspnego would compute (pure-Python MD4 and DES) for every context.
+            spnego.NTLMHash(username=user, nt_hash=credential.nt_hash.hex()),
+            hostname=spn_host, service="HTTP", protocol="ntlm",
+            channel_bindings=(GssChannelBindings(application_data=bindings)
+                              if bindings is not None else None),
+        )
+
+    def negotiate(self) -> bytes:
+        return bytes(self.context.step() or b"")
+
+    def authenticate(self, challenge: bytes) -> bytes:
+        return bytes(self.context.step(challenge) or b"")
+
+    def sealer(self) -> Sealer | None:
+        return Sealer.take(self.context)
+
+
+class _Unanswered(Exception):
+    """The host's CHALLENGE is not one `ntlm.Initiator` answers: sign in again with pyspnego."""
 
 
 class Session:
     """One host's connection, authentication and (for NTLM over http) message encryption."""
 
-    def __init__(self, host: Host, timeouts: Timeouts) -> None:
+    def __init__(self, host: Host, timeouts: Timeouts, *, pyspnego: bool = False) -> None:
+        """`pyspnego`: sign in with pyspnego's NTLM (after `_Unanswered`)."""
         self.host = host
         self.where = host.name
         self.timeouts = timeouts
@@ -192,6 +208,7 @@ class Session:
         self.endpoint = f"{c.winrm_scheme}://{url_host(host.address)}:{c.port}/wsman"
         self.read_timeout = timeouts.operation + 10
         self.connection: Connection | None = None
+        self._pyspnego = pyspnego or not ntlm.takes_environment()
         self._context: Any = None
         self._sealer: Sealer | None = None
         self._auth_header: tuple[tuple[str, str], ...] = ()
@@ -277,13 +294,17 @@ class Session:
             certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
             if certificate:
                 bindings = _channel_bindings(certificate)
-        self._context = spnego.client(
-            _credential(self._user, self._password), hostname=self.host.address,
-            service="HTTP", protocol="ntlm", channel_bindings=bindings,
-        )
-        negotiate = self._context.step()
+        credential = _credential(self._user, self._password)
+        initiator: ntlm.Initiator | _Pyspnego
+        if self._pyspnego:
+            initiator = _Pyspnego(credential, self._user, spn_host=self.host.address,
+                                  bindings=bindings)
+            self._context = initiator.context
+        else:
+            initiator = ntlm.Initiator(credential, spn=f"HTTP/{self.host.address}",
+                                       bindings=bindings)
         reply = await self._post(b"", (
-            ("Authorization", f"Negotiate {base64.b64encode(negotiate).decode()}"),))
+            ("Authorization", f"Negotiate {base64.b64encode(initiator.negotiate()).decode()}"),))
         self._refuse_redirect(reply)
         challenge = None
         for offer in reply.header_values("www-authenticate"):
@@ -293,12 +314,14 @@ class Session:
         if reply.status != 401 or challenge is None:
             raise self._refused() if reply.status == 401 else self._http_error(reply)
         try:
-            authenticate = self._context.step(base64.b64decode(challenge, validate=True))
+            authenticate = initiator.authenticate(base64.b64decode(challenge, validate=True))
+        except ntlm.Unsupported:
+            raise _Unanswered from None
         except Exception:
             raise ConnectorError(
                 ErrorKind.MALFORMED_REPLY, f"{self.where} sent an unusable NTLM challenge"
             ) from None
-        self._sealer = Sealer.take(self._context)
+        self._sealer = initiator.sealer()
         body, headers = self._framed(envelope)
         return await self._post(body, (
             *headers, ("Authorization", f"Negotiate {base64.b64encode(authenticate).decode()}")))
@@ -413,7 +436,13 @@ async def gather_facts(host: Host, timeouts: Timeouts) -> dict[str, Any]:
     if not scripts:
         return {}
     refuse_insecure(host)
-    session = Session(host, timeouts)
+    try:
+        return await _read(Session(host, timeouts), scripts)
+    except _Unanswered:
+        return await _read(Session(host, timeouts, pyspnego=True), scripts)
+
+
+async def _read(session: Session, scripts: Sequence[FactScript]) -> dict[str, Any]:
     await session.connect()
     try:
         return await _gather(session, scripts)
