@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -916,6 +917,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     _fail(0)
 
 
+#: Allocations between two young-generation collections (Python's default: 700).
+GC_YOUNG_THRESHOLD = 30_000
+
+
 def run() -> NoReturn:
     """The `mfa-agent` console script and `python -m agent`: `main`, then a quick exit.
 
@@ -923,7 +928,13 @@ def run() -> NoReturn:
     thousand hosts' facts and results) costs about 0.2 s and changes nothing, so the process
     runs the exit handlers, flushes its streams and ends. With a thread still running that
     would be waited for, it exits the normal way.
+
+    The cyclic garbage collector runs less often (`GC_YOUNG_THRESHOLD`): a scan allocates
+    millions of short-lived objects (replies, parsed XML, facts) that reference counting frees
+    anyway, and Python's default (a young-generation pass every 700 allocations) spent about
+    8 % of a 1,000-host scan's CPU on passes that found nothing to free.
     """
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
         main()
     except SystemExit as exc:
