@@ -149,6 +149,23 @@ def test_a_redirect_is_never_followed(hostile: Callable[[Script], Host]) -> None
         conversations[0].requests[0][0]["authorization"].split(" ", 1)[1]).decode("latin-1")
 
 
+def test_garbage_for_a_challenge_costs_one_connection(hostile: Callable[[Script], Host]) -> None:
+    """Bytes that are no NTLM CHALLENGE are an ERROR at once: no second sign-in."""
+    def garbage(c: Conversation) -> None:
+        c.read()
+        c.send(401, headers=("WWW-Authenticate: Negotiate "
+                             f"{base64.b64encode(b'<html>Sign in</html>').decode()}",))
+        with contextlib.suppress(EOFError, OSError):
+            c.read()  # an AUTHENTICATE would be recorded
+
+    result = _read(hostile(garbage))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.MALFORMED_REPLY.value
+    assert "unusable NTLM challenge" in result.error.message
+    conversations = hostile.conversations  # type: ignore[attr-defined]
+    assert len(conversations) == 1 and len(conversations[0].requests) == 1
+
+
 def test_a_plaintext_reply_on_an_encrypted_session_is_refused(
     hostile: Callable[[Script], Host],
 ) -> None:

@@ -5,7 +5,8 @@ given the same random numbers (client challenge, session key), the same version 
 same workstation name, both must send byte-identical NEGOTIATE and AUTHENTICATE messages for
 every CHALLENGE the module takes — the lab's, pyspnego's acceptor's and any Windows-shaped one
 Hypothesis makes up. Whatever else arrives, the module declines with `Unsupported` (the session
-then signs in with pyspnego) and never answers differently. What it sends, pyspnego's acceptor
+then signs in with pyspnego) or, for bytes that are no CHALLENGE at all, `Malformed`, and never
+answers differently. What it sends, pyspnego's acceptor
 and the lab's accept with the same session key, and both sides seal to each other.
 """
 
@@ -126,6 +127,8 @@ def test_the_workstation_is_the_host_name_without_the_variable(
 def test_a_hash_password_is_the_hash() -> None:
     hashed = "0" * 32 + ":" + ntowfv1(ACCOUNT.password).hex()
     assert ntlm.nt_hash(hashed) == ntlm.nt_hash(ACCOUNT.password)
+    # Anything more (pyspnego fails on the newline) is a password like any other.
+    assert ntlm.nt_hash(hashed + "\n") == ntlm.md4((hashed + "\n").encode("utf-16-le"))
 
 
 @settings(max_examples=200, deadline=None)
@@ -178,7 +181,7 @@ def test_any_other_challenge_is_declined_or_answered_as_pyspnego_does(data: st.D
     challenge = bytes(message)
     try:
         ours = _ours(ACCOUNT.user, ACCOUNT.password, challenge, None, 1)
-    except ntlm.Unsupported:
+    except (ntlm.Unsupported, ntlm.Malformed):
         return
     with pytest.MonkeyPatch.context() as monkeypatch:
         theirs = _pyspnego(ACCOUNT.user, ACCOUNT.password, challenge, None, 1, monkeypatch)
@@ -198,14 +201,44 @@ def test_any_other_challenge_is_declined_or_answered_as_pyspnego_does(data: st.D
                                                     *WINDOWS_PAIRS[1:]])),
     ("a timestamp past 9999", _challenge(WINDOWS_FLAGS, [
         *WINDOWS_PAIRS[:-1], (ntlm.AV_TIMESTAMP, struct.pack("<Q", 2_650_467_744_000_000_000))])),
-    ("a negotiate message", ntlm.Initiator(ntlm.Credential.of("u", "p"), spn="HTTP/h")
-     .negotiate()),
+    ("target information over the version", _challenge(WINDOWS_FLAGS, WINDOWS_PAIRS)[:44]
+     + struct.pack("<I", 40) + _challenge(WINDOWS_FLAGS, WINDOWS_PAIRS)[48:]),
 ])
 def test_what_windows_does_not_send_is_declined(why: str, challenge: bytes) -> None:
     initiator = ntlm.Initiator(ntlm.Credential.of(ACCOUNT.user, ACCOUNT.password), spn="HTTP/h")
     initiator.negotiate()
     with pytest.raises(ntlm.Unsupported):
         initiator.authenticate(challenge)
+
+
+@pytest.mark.parametrize(("why", "challenge"), [
+    ("a negotiate message", ntlm.Initiator(ntlm.Credential.of("u", "p"), spn="HTTP/h")
+     .negotiate()),
+    ("another signature", b"NTLMSSQ\x00" + _challenge(WINDOWS_FLAGS, WINDOWS_PAIRS)[8:]),
+    ("too short", _challenge(WINDOWS_FLAGS, WINDOWS_PAIRS)[:47]),
+    ("target information past the end", _challenge(WINDOWS_FLAGS, WINDOWS_PAIRS)[:-1]),
+    ("text", b"<html>Sign in</html>"),
+])
+def test_what_is_no_challenge_is_malformed(why: str, challenge: bytes) -> None:
+    """No second sign-in for a host that sends garbage: the session reports it at once."""
+    initiator = ntlm.Initiator(ntlm.Credential.of(ACCOUNT.user, ACCOUNT.password), spn="HTTP/h")
+    initiator.negotiate()
+    with pytest.raises(ntlm.Malformed):
+        initiator.authenticate(challenge)
+
+
+def test_out_of_order_calls_raise() -> None:
+    initiator = ntlm.Initiator(ntlm.Credential.of(ACCOUNT.user, ACCOUNT.password), spn="HTTP/h")
+    with pytest.raises(RuntimeError):
+        initiator.authenticate(_challenge(WINDOWS_FLAGS, WINDOWS_PAIRS))
+    with pytest.raises(RuntimeError):
+        initiator.sealer()
+
+
+def test_the_credential_does_not_show_its_hash() -> None:
+    credential = ntlm.Credential.of(ACCOUNT.user, ACCOUNT.password)
+    assert credential.nt_hash.hex() not in repr(credential)
+    assert repr(credential.nt_hash) not in repr(credential)
 
 
 @pytest.mark.parametrize(("level", "takes"), [(None, True), ("3", True), ("5", True),

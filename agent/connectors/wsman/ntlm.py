@@ -2,11 +2,12 @@
 
 `Initiator` sends NEGOTIATE and answers a CHALLENGE with an AUTHENTICATE carrying an NTLMv2
 response, a MIC and an encrypted random session key, then hands out the connection's `Sealer`
-(MS-NLMP 3.1.5.1 and 3.4). It takes only the CHALLENGE every Windows host sends: Unicode,
-extended session security, 128-bit keys, key exchange, signing and sealing (when asked),
-version, and target information holding names and a timestamp. Anything else raises
-`Unsupported`, and the session authenticates the host with pyspnego instead
-(`agent.connectors.wsman.session`), on a new connection.
+(MS-NLMP 3.1.5.1 and 3.4). It takes only the CHALLENGE every Windows host sends to what it
+asks for: Unicode, extended session security, 128-bit keys, key exchange, signing and sealing
+(granted over https too), version, and target information holding names and a timestamp. Any
+other well-formed CHALLENGE raises `Unsupported`, and the session authenticates the host with
+pyspnego instead (`agent.connectors.wsman.session`), on a new connection; one that is no NTLM
+CHALLENGE at all (wrong signature or type, fields out of bounds) raises `Malformed`.
 
 Why not pyspnego, which pywinrm uses and which this path used before: importing it costs about
 0.16 s of start-up (it loads GSSAPI, CredSSP and TLS support a WinRM scan does not need), and
@@ -27,7 +28,7 @@ import re
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import md5
 from typing import Any, Final
 
@@ -85,17 +86,21 @@ _TAKEN_PAIRS: Final[dict[int, int | None]] = {
 
 #: The last FILETIME a date can hold (9999-12-31): pyspnego refuses a later timestamp.
 _LAST_FILETIME: Final = 2_650_467_743_999_999_999
-#: The VERSION structure (2.2.2.10): this project's 0.1.0, NTLM revision 15. Informational only.
+#: The VERSION structure (2.2.2.10): product 0.1.0, NTLM revision 15. Informational only.
 VERSION_FIELD: Final = struct.pack("<BBH3xB", 0, 1, 0, 15)
 #: pyspnego's workstation variable (gss-ntlmssp's), read the same way.
 WORKSTATION_ENV: Final = "NETBIOS_COMPUTER_NAME"
 #: pyspnego's compatibility variable: levels below 3 (LM, NTLMv1) are left to pyspnego.
 COMPAT_ENV: Final = "LM_COMPAT_LEVEL"
-_HASH_PASSWORD: Final = re.compile(r"^[a-fA-F0-9]{32}:[a-fA-F0-9]{32}$")
+_HASH_PASSWORD: Final = re.compile(r"[a-fA-F0-9]{32}:[a-fA-F0-9]{32}")
 
 
 class Unsupported(Exception):
-    """A CHALLENGE (or a setting) this module does not answer; pyspnego does."""
+    """A well-formed CHALLENGE this module does not answer; pyspnego may."""
+
+
+class Malformed(Exception):
+    """Bytes that are no NTLM CHALLENGE message."""
 
 
 @dataclass(frozen=True)
@@ -104,19 +109,19 @@ class Credential:
 
     domain: str | None
     user: str
-    nt_hash: bytes
+    nt_hash: bytes = field(repr=False)
 
     @classmethod
     def of(cls, username: str, password: str) -> Credential:
         """The credential of an inventory's ``DOMAIN\\user`` (or ``user@domain``) and password,
-        split and hashed as pyspnego does (``LMHASH:NTHASH`` passwords are the hash itself)."""
+        split and hashed as pyspnego does (an ``LMHASH:NTHASH`` password is the hash itself)."""
         domain, user = username.split("\\", 1) if "\\" in username else ("", username)
         return cls(domain or None, user, nt_hash(password))
 
 
 def nt_hash(password: str) -> bytes:
     """NTOWFv1: MD4 of the UTF-16LE password (MS-NLMP 3.3.1), or the hash a password gives."""
-    if _HASH_PASSWORD.match(password):
+    if _HASH_PASSWORD.fullmatch(password):
         return bytes.fromhex(password.split(":")[1])
     return md4(password.encode("utf-16-le", errors="surrogatepass"))
 
@@ -131,7 +136,9 @@ def workstation() -> str | None:
 
 
 def takes_environment() -> bool:
-    """Whether this module builds what pyspnego would under this process's settings."""
+    """Whether this module builds what pyspnego would under this process's settings: not with
+    ``LM_COMPAT_LEVEL`` set to anything but 3, 4 or 5 (pyspnego then sends LM or NTLMv1
+    responses, or refuses the value)."""
     return os.environ.get(COMPAT_ENV, "3") in {"3", "4", "5"}
 
 
@@ -156,8 +163,10 @@ class Initiator:
         return self._negotiate
 
     def authenticate(self, challenge: bytes) -> bytes:
-        """The AUTHENTICATE answering `challenge` (`Unsupported` if it is not one this module
-        answers, including any that is malformed)."""
+        """The AUTHENTICATE answering `challenge`, after `negotiate` (`Unsupported` if it is not
+        one this module answers, `Malformed` if it is no CHALLENGE)."""
+        if not self._negotiate:
+            raise RuntimeError("authenticate() before negotiate()")
         flags, server_challenge, pairs = _parse_challenge(challenge)
         if self._bindings is not None:
             pairs[AV_CHANNEL_BINDINGS] = bindings_hash(self._bindings)
@@ -193,20 +202,24 @@ class Initiator:
     def sealer(self) -> Sealer:
         """The connection's `Sealer`, once `authenticate` has run."""
         key = self._session_key
+        if not key:
+            raise RuntimeError("sealer() before authenticate()")
         return Sealer(sign_key(key, b"client-to-server"), rc4(seal_key(key, b"client-to-server")),
                       sign_key(key, b"server-to-client"), rc4(seal_key(key, b"server-to-client")))
 
 
 def _parse_challenge(challenge: bytes) -> tuple[int, bytes, dict[int, bytes]]:
     """Flags, server challenge and target information of a CHALLENGE this module answers."""
-    if len(challenge) < 56 or not challenge.startswith(SIGNATURE) or _u32(challenge, 8) != 2:
-        raise Unsupported("not an NTLM CHALLENGE message")
+    if len(challenge) < 48 or not challenge.startswith(SIGNATURE) or _u32(challenge, 8) != 2:
+        raise Malformed("not an NTLM CHALLENGE message")
+    length, _, start = struct.unpack_from("<HHI", challenge, 40)
+    if start + length > len(challenge):
+        raise Malformed("the CHALLENGE's target information is out of bounds")
     flags = _u32(challenge, 20)
     if flags & _GRANTED != _GRANTED:
         raise Unsupported(f"the CHALLENGE's flags {flags:#010x} are not a Windows host's")
-    length, _, start = struct.unpack_from("<HHI", challenge, 40)
-    if start < 56 or start + length > len(challenge):
-        raise Unsupported("the CHALLENGE's target information is out of bounds")
+    if start < 56:
+        raise Unsupported("the CHALLENGE's target information overlaps its version")
     info = challenge[start:start + length]
     pairs: dict[int, bytes] = {}
     at = 0
