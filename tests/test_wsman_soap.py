@@ -6,7 +6,6 @@ back must be well-formed XML holding exactly that value, with nothing added arou
 
 from __future__ import annotations
 
-
 import pytest
 
 from agent.connectors.wsman import soap
