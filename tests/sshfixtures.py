@@ -487,8 +487,10 @@ class SshLab:
         raise RuntimeError(f"sshd {name} did not start on {address}: {server.log()[-2000:]}")
 
     def start_host(self, name: str, profile: Path, *, powershell: bool = True,
-                   key_kinds: Sequence[str] = ("ed25519",)) -> SshServer:
-        """An sshd whose sessions answer from `profile` (no powershell on PATH if not wanted)."""
+                   key_kinds: Sequence[str] = ("ed25519",),
+                   max_startups: str = "100:30:200") -> SshServer:
+        """An sshd whose sessions answer from `profile` (no powershell on PATH if not wanted),
+        with sshd's ``MaxStartups`` as given."""
         path = f"{self.bin}:{PLAIN_PATH}" if powershell else PLAIN_PATH
         # A copy in the session's world-readable directory: the checkout may sit where the test
         # user cannot read (a clone under a 0700 directory, as mktemp makes them).
@@ -498,7 +500,7 @@ class SshLab:
         readable.chmod(0o644)
         lines = [f"AllowUsers {self.user.name}", "AllowTcpForwarding no",
                  f'SetEnv "PATH={path}" "{PROFILE_ENV}={readable}"']
-        return self._launch(name, self.user, key_kinds, lines, profile)
+        return self._launch(name, self.user, key_kinds, lines, profile, max_startups)
 
     def start_bastion(self, name: str, targets: Sequence[SshServer],
                       max_startups: str = "100:30:200") -> SshServer:

@@ -90,5 +90,6 @@ def test_a_bastion_that_never_answers_after_sign_in_costs_its_host_and_gives_its
         "within 3 s")
     assert report.host_error_kind("behind.lab.example") == "timed-out"
     with contextlib.ExitStack() as places:  # every place of that bastion is free again
-        for _ in range(ssh_connector.BASTION_HANDSHAKES):
-            places.enter_context(ssh_connector.bastion_gate([jump], deadline=time.monotonic()))
+        for _ in range(ssh_connector.HANDSHAKES_PER_SERVER):
+            places.enter_context(
+                ssh_connector.sign_in_gate([jump], deadline=time.monotonic(), bastion=True))

@@ -255,7 +255,7 @@ def test_many_hosts_through_one_bastion_stay_within_its_max_startups(
     to 2 sign-ins with one bastion at a time while 12 hosts behind it are read at once."""
     target = ssh.servers[JUMP_TARGET]
     bastion = ssh.start_bastion("strict-bastion", [target], max_startups="3:100:3")
-    monkeypatch.setattr(ssh_connector, "BASTION_HANDSHAKES", 2)
+    monkeypatch.setattr(ssh_connector, "HANDSHAKES_PER_SERVER", 2)
     monkeypatch.setattr(ssh_connector, "_gates", {})
     known = ssh.write_known_hosts(tmp_path / "known_hosts", [target, bastion])
     names = [f"behind-{i}.lab.example" for i in range(12)]
@@ -279,21 +279,66 @@ def test_a_host_that_waits_past_its_deadline_for_the_bastion_times_out(
     chain = [Jump("192.0.2.1", 22, "audit")]
     later = time.monotonic() + 60
     with contextlib.ExitStack() as places:
-        for _ in range(ssh_connector.BASTION_HANDSHAKES):
-            places.enter_context(ssh_connector.bastion_gate(chain, deadline=later))
+        for _ in range(ssh_connector.HANDSHAKES_PER_SERVER):
+            places.enter_context(
+                ssh_connector.sign_in_gate(chain, deadline=later, bastion=True))
         with pytest.raises(ConnectorError) as waited, \
-                ssh_connector.bastion_gate(chain, deadline=time.monotonic()):
+                ssh_connector.sign_in_gate(chain, deadline=time.monotonic(), bastion=True):
             pass
         # Another chain to a bastion of the same name is another bastion.
-        with ssh_connector.bastion_gate([Jump("192.0.2.9", 22, None), *chain],
-                                        deadline=time.monotonic()):
+        with ssh_connector.sign_in_gate([Jump("192.0.2.9", 22, None), *chain],
+                                        deadline=time.monotonic(), bastion=True):
             pass
     assert waited.value.kind is ErrorKind.TIMED_OUT
     assert waited.value.message == (
         "timed out waiting for a turn to sign in to bastion 192.0.2.1:22 (at most 8 sign-ins "
         "with one bastion at a time)")
-    with ssh_connector.bastion_gate(chain, deadline=time.monotonic()):
+    with ssh_connector.sign_in_gate(chain, deadline=time.monotonic(), bastion=True):
         pass  # every place was given back
+    assert ssh_connector._gates == {}  # and nothing is kept for a server nobody waits for
+
+
+def test_many_inventory_hosts_on_one_sshd_stay_within_its_max_startups(
+    ssh: SshLab, run_cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve inventory hosts that are one sshd (MaxStartups 3), read at once: the agent holds
+    itself to 2 sign-ins with it at a time."""
+    profile = ssh.servers[JUMP_TARGET].profile
+    assert profile is not None
+    server = ssh.start_host("strict-host", profile, max_startups="3:100:3")
+    monkeypatch.setattr(ssh_connector, "HANDSHAKES_PER_SERVER", 2)
+    monkeypatch.setattr(ssh_connector, "_gates", {})
+    known = ssh.write_known_hosts(tmp_path / "known_hosts", [server])
+    names = [f"alias-{i}.lab.example" for i in range(12)]
+    inventory = ssh.inventory(tmp_path / "inventory.yaml", {
+        name: (["adfs"], host_vars(server, known_hosts=known,
+                                   ansible_ssh_private_key_file=str(ssh.key)))
+        for name in names
+    })
+    report = _scan(run_cli, inventory, "--workers", "12", *FAST_SSH_TIMEOUTS)
+    assert {name: report.error(name) for name in names} == dict.fromkeys(names)
+    assert all(report.statuses(name) == HEALTHY_STATUSES for name in names)
+    log = server.log()
+    assert log.count(f"Accepted publickey for {ssh.user.name} ") == 12
+    assert "MaxStartups" not in log, log
+
+
+def test_a_host_that_waits_past_its_deadline_for_its_server_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ssh_connector, "_gates", {})
+    chain = [Jump("192.0.2.1", 22, "audit")]
+    with contextlib.ExitStack() as places:
+        for _ in range(ssh_connector.HANDSHAKES_PER_SERVER):
+            places.enter_context(ssh_connector.sign_in_gate(
+                chain, deadline=time.monotonic() + 60, bastion=False))
+        with pytest.raises(ConnectorError) as waited, \
+                ssh_connector.sign_in_gate(chain, deadline=time.monotonic(), bastion=False):
+            pass
+    assert waited.value.kind is ErrorKind.TIMED_OUT
+    assert waited.value.message == (
+        "timed out waiting for a turn to sign in to 192.0.2.1:22 (at most 8 sign-ins with one "
+        "SSH server at a time, and several inventory hosts are this server)")
 
 
 def test_a_bastion_reaches_only_what_it_permits(

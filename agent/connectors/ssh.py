@@ -4,12 +4,13 @@ One SSH connection (paramiko `Transport`) per host and scan, one exec channel pe
 Every host behind a bastion is its own connection to that bastion, and sshd drops
 unauthenticated connections beyond its ``MaxStartups`` (OpenSSH's default ``10:30:100``: with 10
 unauthenticated, 30 % of new ones are refused, rising to all at 100); so this process has at most
-`BASTION_HANDSHAKES` handshakes in progress with one bastion at a time, however many hosts are
-read at once. A bastion is known by the chain that reaches it (its host and port as the
-inventory writes them, after the bastions before it): one bastion written under two names gets
-two gates. Signed-in connections do not count against ``MaxStartups``: a place is given back once
-the hop has signed in and the channel through it to the next hop is open, a round trip with its
-signed-in session (by then sshd's listener knows it signed in).
+`HANDSHAKES_PER_SERVER` handshakes in progress with one bastion at a time, however many hosts are
+read at once; the same holds for a host that several inventory hosts name. A server is known by
+the chain that reaches it (its host and port as the inventory writes them, after the bastions
+before it): one server written under two names gets two gates. Signed-in connections do not
+count against ``MaxStartups``: a place is given back once the hop has signed in and a channel on
+its session is open (through a bastion to the next hop; on the host, the first script's), a
+round trip with its signed-in session (by then sshd's listener knows it signed in).
 Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
 the host and for every bastion; an unknown or changed key is an ERROR that shows the fingerprint.
 Authentication tries the key file (passphrase from ``mfa_ssh_key_passphrase``), then ssh-agent,
@@ -69,33 +70,52 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
-#: Handshakes this process has in progress with one bastion at once: below sshd's default
-#: ``MaxStartups`` start (10), leaving room for the bastion's other users.
-BASTION_HANDSHAKES = 8
-_gates: dict[tuple[tuple[str, int], ...], threading.BoundedSemaphore] = {}
+#: Handshakes this process has in progress with one SSH server at once: below sshd's default
+#: ``MaxStartups`` start (10), leaving room for the server's other users.
+HANDSHAKES_PER_SERVER = 8
+
+
+@dataclass
+class _Gate:
+    """The places of one server (a chain of hops), while anybody holds or waits for one."""
+
+    places: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(HANDSHAKES_PER_SERVER))
+    users: int = 0
+
+
+_gates: dict[tuple[tuple[str, int], ...], _Gate] = {}
 _gates_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def bastion_gate(chain: Sequence[Jump], deadline: float) -> Iterator[None]:
-    """Hold one of `BASTION_HANDSHAKES` places for a handshake with the last bastion of `chain`;
-    TIMED_OUT if none frees up before the host's `deadline` (``time.monotonic``)."""
+def sign_in_gate(chain: Sequence[Jump], deadline: float, *, bastion: bool) -> Iterator[None]:
+    """Hold one of `HANDSHAKES_PER_SERVER` places for a handshake with the last hop of `chain`
+    (a bastion, or the host); TIMED_OUT if none frees up before the host's `deadline`
+    (``time.monotonic``). A server's gate is dropped once nobody holds or waits for a place, so
+    a scan of many hosts keeps none for the hosts it is done with."""
     key = tuple((hop.host, hop.port) for hop in chain)
     with _gates_lock:
-        gate = _gates.get(key)
-        if gate is None:
-            gate = _gates[key] = threading.BoundedSemaphore(BASTION_HANDSHAKES)
-    bastion = f"{chain[-1].host}:{chain[-1].port}"
-    if not gate.acquire(timeout=max(0.0, deadline - time.monotonic())):
-        raise ConnectorError(
-            ErrorKind.TIMED_OUT,
-            f"timed out waiting for a turn to sign in to bastion {bastion} (at most "
-            f"{BASTION_HANDSHAKES} sign-ins with one bastion at a time)",
-        )
+        gate = _gates.setdefault(key, _Gate())
+        gate.users += 1
     try:
-        yield
+        if not gate.places.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            server = f"{chain[-1].host}:{chain[-1].port}"
+            raise ConnectorError(ErrorKind.TIMED_OUT, (
+                f"timed out waiting for a turn to sign in to bastion {server} (at most "
+                f"{HANDSHAKES_PER_SERVER} sign-ins with one bastion at a time)") if bastion else (
+                f"timed out waiting for a turn to sign in to {server} (at most "
+                f"{HANDSHAKES_PER_SERVER} sign-ins with one SSH server at a time, and several "
+                "inventory hosts are this server)"))
+        try:
+            yield
+        finally:
+            gate.places.release()
     finally:
-        gate.release()
+        with _gates_lock:
+            gate.users -= 1
+            if not gate.users:
+                del _gates[key]
 
 
 #: The parsed known_hosts files, by path, with the version (inode, size, modification and change
@@ -253,11 +273,13 @@ class SSHConnector:
         self._lock = threading.Lock()
         self._aborted = False
         self._key: paramiko.PKey | None = None
+        self._place: contextlib.ExitStack | None = None
         self.notes: list[str] = []
 
     def abort(self) -> None:
         """Called from the coordinator when the host deadline passed: drop every connection,
         also one still being opened (it is closed as soon as it exists)."""
+        self._give_back_place()
         with self._lock:
             self._aborted = True
             transports = list(self._transports)
@@ -302,16 +324,19 @@ class SSHConnector:
             # Decrypted once, before a bastion's place is taken (an encrypted key's KDF is slow).
             self._private_key()
         transport: paramiko.Transport | None = None
-        # The previous bastion's place is held until the channel through it to the next hop is
-        # open: that round trip with its signed-in session tells us sshd's listener has counted
-        # it as signed in. Places are taken along the chain, shorter prefix first: no cycle.
-        with contextlib.ExitStack() as previous:
+        # A hop's place is held until a channel on its signed-in session is open (through a
+        # bastion to the next hop; on the host, the first script's): that round trip tells us
+        # sshd's listener has counted it as signed in. Places are taken along the chain,
+        # shorter prefix first: no cycle.
+        previous = contextlib.ExitStack()
+        with contextlib.ExitStack() as failed:
+            failed.push(previous)
             for i, hop in enumerate(hops):
                 via = f" via {hops[i - 1]}" if i else ""
                 where = f"{hop.host}:{hop.port}{via}"
                 with contextlib.ExitStack() as this:
-                    if i < len(hops) - 1:
-                        this.enter_context(bastion_gate(hops[:i + 1], deadline))
+                    this.enter_context(sign_in_gate(hops[:i + 1], deadline,
+                                                    bastion=i < len(hops) - 1))
                     try:
                         sock = self._socket(transport, hop)
                         previous.close()
@@ -319,8 +344,18 @@ class SSHConnector:
                     except Exception as exc:
                         raise _connect_error(exc, where) from None
                     previous.enter_context(this.pop_all())
+            failed.pop_all()
+        with self._lock:
+            self._place = previous
         assert transport is not None
         return transport
+
+    def _give_back_place(self) -> None:
+        """The host's sign-in place, once a channel on its session is open (or it is over)."""
+        with self._lock:
+            place, self._place = self._place, None
+        if place is not None:
+            place.close()
 
     def _socket(self, previous: paramiko.Transport | None, hop: Jump) -> Any:
         if previous is None:
@@ -448,6 +483,7 @@ class SSHConnector:
         sent = datetime.now(UTC)
         try:
             channel = transport.open_session(timeout=self.timeouts.connect)
+            self._give_back_place()
             channel.settimeout(self.timeouts.operation + 10)
             channel.exec_command(script.command_line())
             # Read under one cap for both streams: the host cannot make the agent hold more
