@@ -15,8 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,12 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spnego._ntlm_raw.crypto import ntowfv1
 from spnego.channel_bindings import GssChannelBindings
+from test_lab_ntlm import ACCOUNT, user_file  # noqa: F401 - the lab account and its fixture
 
 from agent.connectors.wsman import ntlm
 from agent.lab import ntlm as lab_ntlm
-from agent.lab.auth import USER_FILE_ENV, Account, UserFile
 
-ACCOUNT = Account("LAB\\José", "Pass-wörd-1")
 HOST = "adfs01.corp.example"
 TLS_DATA = b"tls-server-end-point:" + bytes(range(32))
 WORKSTATION = "SCANNER01"
@@ -250,18 +248,9 @@ def test_weaker_compatibility_levels_are_left_to_pyspnego(
     assert ntlm.takes_environment() is takes
 
 
-@pytest.fixture
-def user_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[UserFile]:
-    """The lab account's file, named by ``NTLM_USER_FILE`` for pyspnego's acceptor."""
-    users = UserFile(tmp_path / "users", ACCOUNT)
-    monkeypatch.setenv(USER_FILE_ENV, str(users.path))
-    yield users
-    users.remove()
-
-
+@pytest.mark.usefixtures("user_file")
 @pytest.mark.parametrize("bindings", [None, TLS_DATA])
-def test_pyspnegos_acceptor_takes_it_and_both_seal(user_file: UserFile,
-                                                   bindings: bytes | None) -> None:
+def test_pyspnegos_acceptor_takes_it_and_both_seal(bindings: bytes | None) -> None:
     server = spnego.server(protocol="ntlm", channel_bindings=(
         GssChannelBindings(application_data=bindings) if bindings is not None else None))
     client = ntlm.Initiator(ntlm.Credential.of(ACCOUNT.user, ACCOUNT.password),
@@ -276,7 +265,8 @@ def test_pyspnegos_acceptor_takes_it_and_both_seal(user_file: UserFile,
         assert sealer.unseal(wrapped.header + wrapped.data) == message
 
 
-def test_pyspnegos_acceptor_refuses_a_wrong_password(user_file: UserFile) -> None:
+@pytest.mark.usefixtures("user_file")
+def test_pyspnegos_acceptor_refuses_a_wrong_password() -> None:
     server = spnego.server(protocol="ntlm")
     client = ntlm.Initiator(ntlm.Credential.of(ACCOUNT.user, "wrong"), spn="HTTP/host")
     with pytest.raises(spnego.exceptions.SpnegoError):
