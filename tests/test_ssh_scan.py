@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -41,6 +43,7 @@ from sshfixtures import (  # noqa: E402
 )
 
 from agent.connectors import ssh as ssh_connector  # noqa: E402
+from agent.connectors.common import Timeouts  # noqa: E402
 from agent.connectors.errors import ConnectorError, ErrorKind  # noqa: E402
 from agent.inventory.sshargs import Jump  # noqa: E402
 from agent.lab import builtin_profiles_dir  # noqa: E402
@@ -338,7 +341,57 @@ def test_a_host_that_waits_past_its_deadline_for_its_server_times_out(
     assert waited.value.kind is ErrorKind.TIMED_OUT
     assert waited.value.message == (
         "timed out waiting for a turn to sign in to 192.0.2.1:22 (at most 8 sign-ins with one "
-        "SSH server at a time, and several inventory hosts are this server)")
+        "SSH server at a time)")
+
+
+def test_hosts_waiting_for_their_own_server_hold_no_bastion_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Aliases of one host X behind bastion B wait for X's places without holding B's: a host
+    Y behind B signs in while X's sign-ins hang (places are taken deepest first)."""
+    monkeypatch.setattr(ssh_connector, "HANDSHAKES_PER_SERVER", 2)
+    monkeypatch.setattr(ssh_connector, "_gates", {})
+    hung = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def handshake(self: Any, sock: Any, hop: Jump, keys: Any, where: str) -> Any:
+        if hop.host == "x.example":
+            entered.release()
+            hung.wait()
+        return SimpleNamespace(hop=hop)
+
+    monkeypatch.setattr(ssh_connector.SSHConnector, "_socket",
+                        lambda self, previous, hop: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(ssh_connector.SSHConnector, "_handshake", handshake)
+    bastion = SimpleNamespace(jumps=[Jump("bastion.example", 22, None)])
+    timeouts = Timeouts(connect=5, operation=5, host=600)
+
+    def open_host(address: str, done: list[str]) -> None:
+        host = SimpleNamespace(name=address, address=address, connection=SimpleNamespace(
+            port=22, user="audit", ssh_private_key_file=None))
+        connector = ssh_connector.SSHConnector(host, timeouts)  # type: ignore[arg-type]
+        try:
+            connector._open(bastion, None, time.monotonic() + 600)  # type: ignore[arg-type]
+            done.append(address)
+        finally:
+            connector.abort()
+
+    finished: list[str] = []
+    aliases = [threading.Thread(target=open_host, args=("x.example", finished), daemon=True)
+               for _ in range(6)]
+    for thread in aliases:
+        thread.start()
+    for _ in range(2):
+        assert entered.acquire(timeout=60)  # both of X's places are in a hung sign-in
+    other = threading.Thread(target=open_host, args=("y.example", finished), daemon=True)
+    other.start()
+    other.join(timeout=60)
+    assert finished == ["y.example"]
+    hung.set()
+    for thread in aliases:
+        thread.join(timeout=60)
+    assert sorted(finished) == ["x.example"] * 6 + ["y.example"]
+    assert ssh_connector._gates == {}
 
 
 def test_a_bastion_reaches_only_what_it_permits(

@@ -95,8 +95,9 @@ def sign_in_gate(chain: Sequence[Jump], deadline: float, *, bastion: bool) -> It
     (``time.monotonic``). A server's gate is dropped once nobody holds or waits for a place, so
     a scan of many hosts keeps none for the hosts it is done with."""
     key = tuple((hop.host, hop.port) for hop in chain)
+    gates = _gates
     with _gates_lock:
-        gate = _gates.setdefault(key, _Gate())
+        gate = gates.get(key) or gates.setdefault(key, _Gate())
         gate.users += 1
     try:
         if not gate.places.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -105,8 +106,7 @@ def sign_in_gate(chain: Sequence[Jump], deadline: float, *, bastion: bool) -> It
                 f"timed out waiting for a turn to sign in to bastion {server} (at most "
                 f"{HANDSHAKES_PER_SERVER} sign-ins with one bastion at a time)") if bastion else (
                 f"timed out waiting for a turn to sign in to {server} (at most "
-                f"{HANDSHAKES_PER_SERVER} sign-ins with one SSH server at a time, and several "
-                "inventory hosts are this server)"))
+                f"{HANDSHAKES_PER_SERVER} sign-ins with one SSH server at a time)"))
         try:
             yield
         finally:
@@ -115,7 +115,7 @@ def sign_in_gate(chain: Sequence[Jump], deadline: float, *, bastion: bool) -> It
         with _gates_lock:
             gate.users -= 1
             if not gate.users:
-                del _gates[key]
+                del gates[key]
 
 
 #: The parsed known_hosts files, by path, with the version (inode, size, modification and change
@@ -320,33 +320,35 @@ class SSHConnector:
         """The transport to the host, through each bastion of the ProxyJump chain in turn."""
         c = self.host.connection
         hops = [*options.jumps, Jump(self.host.address, c.port, c.user)]
-        if c.ssh_private_key_file and options.jumps:
-            # Decrypted once, before a bastion's place is taken (an encrypted key's KDF is slow).
+        if c.ssh_private_key_file:
+            # Decrypted once, before any place is taken (an encrypted key's KDF is slow).
             self._private_key()
         transport: paramiko.Transport | None = None
-        # A hop's place is held until a channel on its signed-in session is open (through a
-        # bastion to the next hop; on the host, the first script's): that round trip tells us
-        # sshd's listener has counted it as signed in. Places are taken along the chain,
-        # shorter prefix first: no cycle.
-        previous = contextlib.ExitStack()
+        # Every hop's place is taken before connecting, deepest first (the host's, then the
+        # bastions' towards the first): every connection takes them in that order, so no cycle,
+        # and a host waiting for its own server's place holds no bastion's. A hop's place is
+        # given back once a channel on its signed-in session is open (through a bastion to the
+        # next hop; on the host, the first script's): that round trip tells us sshd's listener
+        # has counted it as signed in.
+        places = [contextlib.ExitStack() for _ in hops]
         with contextlib.ExitStack() as failed:
-            failed.push(previous)
+            for i in reversed(range(len(hops))):
+                failed.push(places[i])
+                places[i].enter_context(sign_in_gate(hops[:i + 1], deadline,
+                                                     bastion=i < len(hops) - 1))
             for i, hop in enumerate(hops):
                 via = f" via {hops[i - 1]}" if i else ""
                 where = f"{hop.host}:{hop.port}{via}"
-                with contextlib.ExitStack() as this:
-                    this.enter_context(sign_in_gate(hops[:i + 1], deadline,
-                                                    bastion=i < len(hops) - 1))
-                    try:
-                        sock = self._socket(transport, hop)
-                        previous.close()
-                        transport = self._handshake(sock, hop, keys, where)
-                    except Exception as exc:
-                        raise _connect_error(exc, where) from None
-                    previous.enter_context(this.pop_all())
+                try:
+                    sock = self._socket(transport, hop)
+                    if i:
+                        places[i - 1].close()
+                    transport = self._handshake(sock, hop, keys, where)
+                except Exception as exc:
+                    raise _connect_error(exc, where) from None
             failed.pop_all()
         with self._lock:
-            self._place = previous
+            self._place = places[-1]
         assert transport is not None
         return transport
 
