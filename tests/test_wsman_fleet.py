@@ -138,6 +138,33 @@ def test_a_challenge_the_module_declines_signs_in_again_with_pyspnego(
     assert after["http:401"] == before.get("http:401", 0) + 2  # two NEGOTIATEs
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"LM_COMPAT_LEVEL": "x"}, "pyspnego cannot start NTLM with LM_COMPAT_LEVEL='x' (0 to 5)"),
+    ({"user": "LAB\\mfa-\udc80scan"}, "ansible_user holds what cannot be sent (a lone surrogate)"),
+])
+def test_local_settings_ntlm_cannot_use_are_configuration_errors(
+    builtin_lab: LabProcess, use_lab: UseLab, monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, str], message: str,
+) -> None:
+    """Not "the host sent an unusable challenge", nor an internal error: the setting is named."""
+    import asyncio
+    import dataclasses
+
+    from agent.connectors.wsman.fleet import read_host
+
+    use_lab(builtin_lab)
+    host = next(h for h in load_inventory(builtin_lab.inventory).hosts
+                if h.name == "adfs01.lab.example")
+    if "user" in change:
+        host = dataclasses.replace(host, connection=dataclasses.replace(
+            host.connection, user=change["user"]))
+    else:
+        monkeypatch.setenv("LM_COMPAT_LEVEL", change["LM_COMPAT_LEVEL"])
+    facts = asyncio.run(read_host(host, TIMEOUTS))
+    assert facts.error is not None
+    assert (facts.error.kind, facts.error.message) == ("configuration", message)
+
+
 def test_tls_connections_use_small_read_buffers(
     builtin_https_lab: LabProcess, use_lab: UseLab
 ) -> None:

@@ -36,6 +36,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import ssl
 import struct
 import xml.etree.ElementTree as ET
@@ -222,6 +223,12 @@ class Session:
                 ErrorKind.CONFIGURATION,
                 f"{self.transport} authentication needs ansible_user and ansible_password",
             )
+        try:
+            c.user.encode("utf-16-le")
+        except UnicodeEncodeError:
+            raise ConnectorError(
+                ErrorKind.CONFIGURATION, "ansible_user holds what cannot be sent (a lone surrogate)"
+            ) from None
         self._user = c.user
         self._password = password
 
@@ -301,8 +308,15 @@ class Session:
         credential = _credential(self._user, self._password)
         initiator: ntlm.Initiator | _Pyspnego
         if self._pyspnego:
-            initiator = _Pyspnego(credential, self._user, spn_host=self.host.address,
-                                  bindings=bindings)
+            try:
+                initiator = _Pyspnego(credential, self._user, spn_host=self.host.address,
+                                      bindings=bindings)
+            except Exception:  # pyspnego refused its own settings (its message is not shown)
+                level = os.environ.get(ntlm.COMPAT_ENV, "")
+                raise ConnectorError(
+                    ErrorKind.CONFIGURATION,
+                    f"pyspnego cannot start NTLM with {ntlm.COMPAT_ENV}={level!r} (0 to 5)",
+                ) from None
             self._context = initiator.context
         else:
             initiator = ntlm.Initiator(credential, spn=f"HTTP/{self.host.address}",
