@@ -6,8 +6,8 @@ same workstation name, both must send byte-identical NEGOTIATE and AUTHENTICATE 
 every CHALLENGE the module takes — the lab's, pyspnego's acceptor's and any Windows-shaped one
 Hypothesis makes up. Whatever else arrives, the module declines with `Unsupported` (the session
 then signs in with pyspnego) or, for bytes that are no CHALLENGE at all, `Malformed`, and never
-answers differently. What it sends, pyspnego's acceptor
-and the lab's accept with the same session key, and both sides seal to each other.
+answers differently. What it sends, pyspnego's acceptor and the lab's accept with the same
+session key, and both sides seal to each other.
 """
 
 from __future__ import annotations
@@ -112,6 +112,19 @@ def test_a_windows_challenge_gets_pyspnegos_bytes(user: str, bindings: bytes | N
     ours = _ours(user, ACCOUNT.password, challenge, bindings, 7)
     assert ours[:2] == theirs[:2]
     assert ours[2].sealer().seal(b"x" * 300) == bytes(theirs[2].wrap(b"x" * 300).data)
+
+
+@pytest.mark.usefixtures("user_file")
+@pytest.mark.parametrize("source", ["lab", "pyspnego"])
+def test_the_labs_and_pyspnegos_challenges_get_pyspnegos_bytes(
+        source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    negotiate = ntlm.Initiator(ntlm.Credential.of(ACCOUNT.user, ACCOUNT.password),
+                               spn=f"HTTP/{HOST}").negotiate()
+    challenge = (lab_ntlm.challenge_message(negotiate, computer="HOST", domain="LAB")
+                 if source == "lab" else spnego.server(protocol="ntlm").step(negotiate))
+    assert challenge is not None
+    theirs = _pyspnego(ACCOUNT.user, ACCOUNT.password, challenge, TLS_DATA, 5, monkeypatch)
+    assert _ours(ACCOUNT.user, ACCOUNT.password, challenge, TLS_DATA, 5)[:2] == theirs[:2]
 
 
 def test_the_workstation_is_the_host_name_without_the_variable(
