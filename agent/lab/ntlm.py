@@ -62,8 +62,7 @@ from agent.connectors.wsman.ntlm import (
     UNICODE,
     VERSION,
     rc4,
-    seal_key,
-    sign_key,
+    session_sealer,
 )
 from agent.connectors.wsman.ntlmseal import Sealer
 
@@ -117,11 +116,7 @@ class Accepted:
         """The connection's `Sealer` (server side), or None when the client negotiated none."""
         if self.flags & (SIGN | SEAL | KEY_EXCH) != SIGN | SEAL | KEY_EXCH:
             return None
-        key = self.session_key
-        return Sealer(
-            sign_key(key, b"server-to-client"), rc4(seal_key(key, b"server-to-client")),
-            sign_key(key, b"client-to-server"), rc4(seal_key(key, b"client-to-server")),
-        )
+        return session_sealer(self.session_key, client=False)
 
 
 def challenge_message(negotiate: bytes, *, computer: str, domain: str,

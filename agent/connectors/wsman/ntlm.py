@@ -204,8 +204,7 @@ class Initiator:
         key = self._session_key
         if not key:
             raise RuntimeError("sealer() before authenticate()")
-        return Sealer(sign_key(key, b"client-to-server"), rc4(seal_key(key, b"client-to-server")),
-                      sign_key(key, b"server-to-client"), rc4(seal_key(key, b"server-to-client")))
+        return session_sealer(key, client=True)
 
 
 def _parse_challenge(challenge: bytes) -> tuple[int, bytes, dict[int, bytes]]:
@@ -252,6 +251,15 @@ def bindings_hash(application_data: bytes) -> bytes:
     `application_data` (what HTTP clients send: ``tls-server-end-point:`` and the hash)."""
     structure = struct.pack("<IIIII", 0, 0, 0, 0, len(application_data)) + application_data
     return md5(structure).digest()  # noqa: S324
+
+
+def session_sealer(session_key: bytes, *, client: bool) -> Sealer:
+    """The `Sealer` of one side (`client`, or the server) of a connection with `session_key`:
+    it seals with that side's keys and unseals with the other's."""
+    sides = [b"client-to-server", b"server-to-client"]
+    out, into = sides if client else sides[::-1]
+    return Sealer(sign_key(session_key, out), rc4(seal_key(session_key, out)),
+                  sign_key(session_key, into), rc4(seal_key(session_key, into)))
 
 
 def sign_key(session_key: bytes, direction: bytes) -> bytes:
