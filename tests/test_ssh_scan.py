@@ -37,6 +37,7 @@ from sshfixtures import (  # noqa: E402
     PASSPHRASE_LOOKUP,
     PASSWORD_LOOKUP,
     SshLab,
+    SshServer,
     expected_facts,
     fingerprint,
     host_vars,
@@ -251,6 +252,16 @@ def test_the_bastion_host_key_is_verified_too(
     assert report.statuses(HEALTHY) == HEALTHY_STATUSES
 
 
+def _assert_all_read_within_max_startups(report: Report, names: list[str], server: SshServer,
+                                         user: str) -> None:
+    """Every host read and healthy, each signed in to `server` once, none dropped by sshd."""
+    assert {name: report.error(name) for name in names} == dict.fromkeys(names)
+    assert all(report.statuses(name) == HEALTHY_STATUSES for name in names)
+    log = server.log()
+    assert log.count(f"Accepted publickey for {user} ") == len(names)
+    assert "MaxStartups" not in log, log
+
+
 def test_many_hosts_through_one_bastion_stay_within_its_max_startups(
     ssh: SshLab, run_cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -268,11 +279,7 @@ def test_many_hosts_through_one_bastion_stay_within_its_max_startups(
         for name in names
     })
     report = _scan(run_cli, inventory, "--workers", "12", *FAST_SSH_TIMEOUTS)
-    assert {name: report.error(name) for name in names} == dict.fromkeys(names)
-    assert all(report.statuses(name) == HEALTHY_STATUSES for name in names)
-    log = bastion.log()
-    assert log.count(f"Accepted publickey for {ssh.bastion_user.name} ") == 12
-    assert "MaxStartups" not in log, log
+    _assert_all_read_within_max_startups(report, names, bastion, ssh.bastion_user.name)
 
 
 def test_a_host_that_waits_past_its_deadline_for_the_bastion_times_out(
@@ -319,11 +326,7 @@ def test_many_inventory_hosts_on_one_sshd_stay_within_its_max_startups(
         for name in names
     })
     report = _scan(run_cli, inventory, "--workers", "12", *FAST_SSH_TIMEOUTS)
-    assert {name: report.error(name) for name in names} == dict.fromkeys(names)
-    assert all(report.statuses(name) == HEALTHY_STATUSES for name in names)
-    log = server.log()
-    assert log.count(f"Accepted publickey for {ssh.user.name} ") == 12
-    assert "MaxStartups" not in log, log
+    _assert_all_read_within_max_startups(report, names, server, ssh.user.name)
 
 
 def test_a_host_that_waits_past_its_deadline_for_its_server_times_out(
