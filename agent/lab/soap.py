@@ -10,6 +10,7 @@ the names and namespaces Windows uses.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import uuid
 import xml.etree.ElementTree as ET
@@ -71,8 +72,12 @@ class Request:
     body: ET.Element
 
 
+@functools.lru_cache(maxsize=64)
 def parse_duration(text: str) -> float | None:
-    """Seconds of an xs:duration such as ``PT20S`` or ``PT1.500S`` (None if not one)."""
+    """Seconds of an xs:duration such as ``PT20S`` or ``PT1.500S`` (None if not one).
+
+    Cached: a client sends the same OperationTimeout with every request.
+    """
     match = _DURATION.match(text.strip())
     if not match or text.strip() in {"P", "PT"}:
         return None
