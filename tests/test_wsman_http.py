@@ -1,0 +1,153 @@
+"""The fast path's HTTP/1.1 client (`agent.connectors.wsman.http`) against a loopback server
+that answers each request with scripted bytes, whole or a byte at a time: every way a reply may
+be framed, keep-alive, and every malformed or oversized reply refused with its own error.
+(`tests/test_wsman_hostile.py` has whole scans against hostile servers.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import pytest
+
+from agent.connectors.wsman.http import (
+    MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
+    Connection,
+    HttpProtocolError,
+    Reply,
+    ReplyTooLarge,
+)
+
+#: What the server does for each request in turn: the bytes to send, sent whole or bytewise,
+#: and whether it closes the connection afterwards.
+Answer = tuple[bytes, bool, bool]
+
+
+async def _exchange(answers: Sequence[Answer], posts: int | None = None,
+                    before: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None,
+                    ) -> list[Reply | BaseException]:
+    """Serve `answers` on loopback, post `posts` requests; each reply or its exception."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if before is not None:
+            await before(writer)
+        for data, bytewise, close in answers:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
+                writer.write(piece)
+                await writer.drain()
+            if close:
+                writer.close()
+                return
+        await reader.read()  # hold the connection until the client drops it
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    results: list[Reply | BaseException] = []
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_HEAD_BYTES)
+        connection = Connection(reader, writer, f"127.0.0.1:{port}")
+        for _ in range(posts if posts is not None else len(answers)):
+            try:
+                async with asyncio.timeout(30):
+                    results.append(await connection.post(b"<s:Envelope/>", ()))
+            except (HttpProtocolError, ReplyTooLarge, OSError) as exc:
+                results.append(exc)
+        connection.close()
+    finally:
+        server.close()
+    return results
+
+
+def _run(answers: Sequence[Answer], posts: int | None = None) -> list[Reply | BaseException]:
+    return asyncio.run(_exchange(answers, posts))
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: 5\r\n\r\nhello"
+CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5;name=value\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n")
+TO_THE_END = b"HTTP/1.1 200 OK\r\n\r\nall of it"
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+@pytest.mark.parametrize(("data", "close", "expected"), [
+    (OK, False, Reply(200, {"content-type": "application/soap+xml", "content-length": "5"},
+                      b"hello", False)),
+    (CHUNKED, False, Reply(200, {"transfer-encoding": "chunked"}, b"hello world", False)),
+    (TO_THE_END, True, Reply(200, {}, b"all of it", True)),
+    (b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Negotiate\r\n"
+     b"WWW-Authenticate: Basic realm=\"WSMAN\"\r\nContent-Length: 0\r\n\r\n", False,
+     Reply(401, {"www-authenticate": 'Negotiate\0Basic realm="WSMAN"', "content-length": "0"},
+           b"", False)),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", False, Reply(204, {}, b"", False)),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", True,
+     Reply(200, {"connection": "close", "content-length": "2"}, b"hi", True)),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi", True,
+     Reply(200, {"content-length": "2"}, b"hi", True)),
+], ids=["length", "chunked", "to-the-end", "repeated-header", "no-content", "close", "http-1.0"])
+def test_every_framing_is_read_whole_or_bytewise(
+    data: bytes, close: bool, expected: Reply, bytewise: bool
+) -> None:
+    assert _run([(data, bytewise, close)]) == [expected]
+
+
+def test_replies_on_one_kept_alive_connection_each_go_to_their_request() -> None:
+    results = _run([(OK, False, False), (CHUNKED, True, False), (OK, False, False)])
+    assert [r.body for r in results if isinstance(r, Reply)] == [b"hello", b"hello world",
+                                                                 b"hello"]
+
+
+def test_a_reply_that_closes_the_connection_leaves_it_closed() -> None:
+    first, second = _run([(TO_THE_END, False, True)], posts=2)
+    assert isinstance(first, Reply) and first.closes
+    assert isinstance(second, ConnectionResetError)
+
+
+@pytest.mark.parametrize(("data", "close", "error", "words"), [
+    (b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_HEAD_BYTES + 10), False, ReplyTooLarge,
+     "headers longer"),
+    (f"HTTP/1.1 200 OK\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode(), False,
+     ReplyTooLarge, "limit"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     + f"{MAX_BODY_BYTES + 1:x}\r\n".encode(), False, ReplyTooLarge, "longer than"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * (MAX_HEAD_BYTES + 10),
+     False, ReplyTooLarge, "chunk header"),
+    (b"ICY 200 OK\r\n\r\n", False, HttpProtocolError, "status line"),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", False, HttpProtocolError, "status line"),
+    (b"HTTP/1.1 200 OK\r\nBad Header : x\r\nContent-Length: 0\r\n\r\n", False,
+     HttpProtocolError, "malformed"),
+    (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", False, HttpProtocolError, "malformed"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", False,
+     HttpProtocolError, "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", False, HttpProtocolError,
+     "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\nx", False,
+     HttpProtocolError, "compressed"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", False, HttpProtocolError,
+     "Transfer-Encoding"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", False,
+     HttpProtocolError, "chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiXX", False,
+     HttpProtocolError, "CRLF"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", True, ConnectionResetError,
+     "mid-reply"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", True,
+     ConnectionResetError, "mid-reply"),
+    (b"HTTP/1.1 200 O", True, ConnectionResetError, "before a reply"),
+    (b"", True, ConnectionResetError, "before a reply"),
+    (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * (MAX_BODY_BYTES + 1), False, ReplyTooLarge,
+     "longer than"),
+], ids=["head-too-long", "length-too-long", "chunk-too-long", "chunk-header-too-long",
+        "not-http", "status-digits", "space-before-colon", "no-colon", "two-lengths",
+        "negative-length", "compressed", "other-transfer-encoding", "chunk-size",
+        "chunk-crlf", "closed-mid-body", "closed-mid-chunk", "closed-mid-head",
+        "closed-at-once", "to-the-end-too-long"])
+def test_a_bad_reply_is_refused_with_its_own_error(
+    data: bytes, close: bool, error: type[BaseException], words: str
+) -> None:
+    (result,) = _run([(data, False, close)])
+    assert isinstance(result, error), result
+    assert words in str(result)
