@@ -104,9 +104,12 @@ def test_sessions_sign_in_with_the_modules_own_ntlm(
 def test_a_challenge_the_module_declines_signs_in_again_with_pyspnego(
     builtin_lab: LabProcess, use_lab: UseLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`ntlm.Unsupported` costs one more connection, not the host: pyspnego signs in on it and
-    its context seals with the fast `Sealer` all the same."""
+    """`ntlm.Unsupported` costs one more connection, not the host: pyspnego, imported off the
+    event loop's thread, signs in on it and its context seals with the fast `Sealer` all the
+    same."""
     import asyncio
+    import importlib
+    import threading
 
     from agent.connectors.wsman import ntlm, ntlmseal
     from agent.connectors.wsman.fleet import read_host
@@ -124,8 +127,17 @@ def test_a_challenge_the_module_declines_signs_in_again_with_pyspnego(
         taken.append(result := real(context))
         return result
 
+    imported_on: list[threading.Thread] = []
+    real_import = importlib.import_module
+
+    def import_module(name: str, package: str | None = None) -> Any:
+        if name.startswith("spnego"):
+            imported_on.append(threading.current_thread())
+        return real_import(name, package)
+
     monkeypatch.setattr(ntlm, "_parse_challenge", decline)
     monkeypatch.setattr(ntlmseal.Sealer, "take", staticmethod(spy))
+    monkeypatch.setattr(importlib, "import_module", import_module)
     host = next(h for h in load_inventory(builtin_lab.inventory).hosts
                 if h.name == "adfs01.lab.example")
     before = builtin_lab.stats()[host.name]
@@ -133,6 +145,7 @@ def test_a_challenge_the_module_declines_signs_in_again_with_pyspnego(
     assert facts.error is None and facts.facts
     assert len(declined) == 1
     assert len(taken) == 1 and isinstance(taken[0], ntlmseal.Sealer)
+    assert imported_on and threading.main_thread() not in imported_on  # asyncio.run's thread
     after = builtin_lab.stats()[host.name]
     assert after["ntlm_logons"] == before.get("ntlm_logons", 0) + 1
     assert after["http:401"] == before.get("http:401", 0) + 2  # two NEGOTIATEs

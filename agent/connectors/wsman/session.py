@@ -35,6 +35,7 @@ import base64
 import contextlib
 import functools
 import hashlib
+import importlib
 import logging
 import os
 import ssl
@@ -168,8 +169,7 @@ def _credential(user: str, password: str) -> ntlm.Credential:
 class _Pyspnego:
     """pyspnego's NTLM initiator, for what `ntlm.Initiator` does not answer (and whenever
     `ntlm.takes_environment` says no): `Initiator`'s interface, with pyspnego's own wrap and
-    unwrap when its context is not one `Sealer` takes. Importing pyspnego the first time takes
-    about 0.2 s of the event loop's thread, once per process."""
+    unwrap when its context is not one `Sealer` takes. Made after `import_pyspnego`."""
 
     def __init__(self, credential: ntlm.Credential, user: str, *, spn_host: str,
                  bindings: bytes | None) -> None:
@@ -192,6 +192,12 @@ class _Pyspnego:
 
     def sealer(self) -> Sealer | None:
         return Sealer.take(self.context)
+
+
+async def import_pyspnego() -> None:
+    """Import pyspnego in a worker thread: the first import takes about 0.2 s, which on the event
+    loop's thread would stall every host in flight; later ones are a lookup."""
+    await asyncio.to_thread(importlib.import_module, "spnego.channel_bindings")
 
 
 class _Unanswered(Exception):
@@ -308,6 +314,7 @@ class Session:
         credential = _credential(self._user, self._password)
         initiator: ntlm.Initiator | _Pyspnego
         if self._pyspnego:
+            await import_pyspnego()
             try:
                 initiator = _Pyspnego(credential, self._user, spn_host=self.host.address,
                                       bindings=bindings)
