@@ -1,7 +1,8 @@
 """The lab's HTTP layer, spoken to byte by byte over a raw socket: keep-alive, requests sent
 back to back answered in order (also behind a request that waits), requests split across
-packets, every malformed head answered and the connection closed, and a client that floods a
-connection while its request waits held to a bounded buffer.
+packets, every malformed head answered and the connection closed, a client's FIN answered
+before the close, no Nagle delay, and clients that flood a connection while a request waits or
+never read their answers held to bounded buffers.
 """
 
 from __future__ import annotations
@@ -131,7 +132,9 @@ def test_a_request_split_into_single_bytes_is_answered_once_whole(lab: Lab) -> N
     (b"POST /wsman HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400),
     (b"POST /wsman\r\n\r\n", 400),
     (b"POST /wsman HTTP/1.1\r\nno colon here\r\n\r\n", 400),
-], ids=["head-too-long", "no-length", "too-long", "negative-length", "no-version", "bad-header"])
+    ("POST /wsman HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"), 400),
+], ids=["head-too-long", "no-length", "too-long", "negative-length", "no-version", "bad-header",
+        "superscript-length"])
 def test_a_malformed_request_is_answered_and_the_connection_closed(
     lab: Lab, request_bytes: bytes, status: int
 ) -> None:
@@ -140,6 +143,55 @@ def test_a_malformed_request_is_answered_and_the_connection_closed(
         got, headers, _ = _read_response(sock, bytearray())
         assert (got, headers.get("connection")) == (status, "close")
         assert _closed(sock)
+
+
+def test_a_last_request_whose_body_spans_many_reads_is_answered(lab: Lab) -> None:
+    body = b"x" * 900_000  # more than one read of the lab's (256 KiB)
+    with _connect(lab) as sock:
+        sock.sendall(b"POST /other HTTP/1.1\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        status, headers, _ = _read_response(sock, bytearray())
+        assert (status, headers.get("connection")) == (404, "close")
+        assert _closed(sock)
+
+
+def test_a_client_that_stops_sending_gets_its_answers_then_the_close(tmp_path: Path) -> None:
+    with _lab(tmp_path, latency=0.05) as lab, _connect(lab) as sock:
+        sock.sendall(GET + ELSEWHERE)
+        sock.shutdown(socket.SHUT_WR)
+        buffered = bytearray()
+        assert [_read_response(sock, buffered)[0] for _ in range(2)] == [405, 404]
+        assert _closed(sock)
+
+
+def test_answers_are_sent_without_waiting_for_nagle(lab: Lab) -> None:
+    """Two answers written back to back would otherwise wait out a delayed ACK (40 ms)."""
+    with _connect(lab) as sock:
+        sock.sendall(GET)
+        _read_response(sock, bytearray())
+        (connection,) = lab.server("solo.lab.example").connections
+        assert connection.transport is not None
+        server_side = connection.transport.get_extra_info("socket")
+        assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_a_client_that_never_reads_its_answers_is_held_bounded(lab: Lab) -> None:
+    server: WsmanServer = lab.server("solo.lab.example")
+    with _connect(lab) as sock:
+        sent = 0
+        chunk = GET * (65536 // len(GET))
+        sock.settimeout(2)  # until the lab stops reading and a send blocks for 2 s
+        with contextlib.suppress(TimeoutError):
+            while sent < FLOOD_LIMIT:
+                sent += sock.send(chunk)
+        (connection,) = server.connections
+        assert connection.transport is not None
+        assert sent < FLOOD_LIMIT, "the lab read all it was sent"
+        assert connection.buffered <= MAX_BUFFERED + 256 * 1024
+        # asyncio's write high-water mark (64 KiB) and the one answer that crossed it
+        assert connection.transport.get_write_buffer_size() <= 128 * 1024
+        answered = server.stats_snapshot().get("http:405", 0)
+        assert 0 < answered < sent // len(GET)
 
 
 @pytest.mark.parametrize("request_bytes", [

@@ -6,8 +6,8 @@ hosts, and a host that waits (``--latency``, a slow command, a hang) costs a tim
 or CPU. Each connection is an `asyncio.Protocol` that answers a request in the callback bringing
 its last byte (no task or stream per connection). Built the way the team's WinRM notes describe
 and pywinrm 0.5.0 needs: HTTP/1.1 with keep-alive (the connection holds its NTLM context),
-requests sent back to back answered in order, ``TCP_NODELAY`` (asyncio's default) and every
-response written in one ``write``.
+requests sent back to back answered in order, ``TCP_NODELAY`` and every response written in one
+``write``.
 
 * **Auth.** No or bad credentials → 401 with ``WWW-Authenticate: Negotiate`` and
   ``WWW-Authenticate: Basic realm="WSMAN"``. Basic is checked per request; NTLM/SPNEGO tokens are
@@ -112,15 +112,17 @@ class _Request:
 class _Head:
     """A request's line and headers, read before its body has all arrived."""
 
-    __slots__ = ("headers", "length", "method", "path", "version")
+    __slots__ = ("closes", "headers", "length", "method", "path", "version")
 
     def __init__(self, method: str, path: str, version: str, headers: dict[str, str],
-                 length: int) -> None:
+                 length: int, closes: bool) -> None:
         self.method = method
         self.path = path
         self.version = version
         self.headers = headers
         self.length = length
+        #: HTTP/1.0 or ``Connection: close``: the connection ends with this request's answer.
+        self.closes = closes
 
 
 class _Hung:
@@ -145,9 +147,11 @@ class _Connection(asyncio.Protocol):
 
     A protocol rather than a stream and a task: a request is parsed and answered in the callback
     that brings its last byte, which saves a task wake-up and a stream read per request (about
-    a tenth of the lab's CPU). A request that must wait (``latency``, a
-    slow command) waits on a timer; the requests behind it wait in the buffer, reading paused
-    once it holds more than one largest request, and are answered in order, as HTTP/1.1 wants.
+    a tenth of the lab's CPU). A request that must wait (``latency``, a slow command) waits on a
+    timer; the requests behind it wait in the buffer and are answered in order, as HTTP/1.1
+    wants. Memory is bounded both ways: no request is taken while the client leaves the answers
+    unread (asyncio's write high-water mark), and reading pauses once the buffer holds more than
+    one largest request. A client's FIN still gets what it asked for answered, then the close.
     """
 
     def __init__(self, lab: WsmanServer) -> None:
@@ -160,6 +164,12 @@ class _Connection(asyncio.Protocol):
         #: The timer of a request answered later, `_HUNG`, or None when nothing waits.
         self._waiting: asyncio.TimerHandle | _Hung | None = None
         self._paused = False
+        self._write_paused = False
+        #: The client sent its FIN: close once what it sent is answered.
+        self._eof = False
+        #: How far the buffer has been searched for the end of a head (a head trickled in byte
+        #: by byte is not searched again from its start each time).
+        self._scanned = 0
 
     @property
     def buffered(self) -> int:
@@ -172,6 +182,12 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.lab.connections.add(self)
+        sock: socket.socket | None = transport.get_extra_info("socket")
+        if sock is not None:
+            # asyncio sets it only on sockets it creates, not on those a listener accepts; without
+            # it two answers written back to back wait out Nagle and a delayed ACK (40 ms).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lab.connections.discard(self)
@@ -182,22 +198,44 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.close_connection:
-            return  # the last answer said ``Connection: close``
+            return  # the request that ends the connection is taken: what follows is not read
         self._buffer += data
-        if self._waiting is None:
-            self._answer_buffered()
-        if self._paused or len(self._buffer) > MAX_BUFFERED:
-            self._flow()
+        self._proceed()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._proceed()
+        # Kept open to write the answers still due (over TLS asyncio closes it all the same).
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._proceed()
 
     # -- HTTP plumbing ---------------------------------------------------------------------------
 
-    def _answer_buffered(self) -> None:
-        """Answer the complete requests in the buffer, in order, until one has to wait."""
-        while self._waiting is None and not self.close_connection:
-            request = self._take_request()
-            if request is None:
-                return
-            self._start(request)
+    def _proceed(self) -> None:
+        """Answer the complete requests in the buffer, in order, until one has to wait or the
+        client stops reading; then mind the flow, and close after a FIN once all is answered."""
+        try:
+            while (self._waiting is None and not self.close_connection
+                   and not self._write_paused):
+                request = self._take_request()
+                if request is None:
+                    break
+                self._start(request)
+        except Exception:
+            self._internal_error()
+        transport = self.transport
+        assert transport is not None
+        if self._paused or len(self._buffer) > MAX_BUFFERED:
+            self._flow()
+        if (self._eof and self._waiting is None and not self._write_paused
+                and not transport.is_closing()):
+            transport.close()
 
     def _flow(self) -> None:
         """Stop reading while the buffer holds more than a request can be, read again after."""
@@ -215,12 +253,14 @@ class _Connection(asyncio.Protocol):
         buffer = self._buffer
         head = self._head
         if head is None:
-            end = buffer.find(b"\r\n\r\n", 0, _MAX_HEAD + 4)
+            end = buffer.find(b"\r\n\r\n", self._scanned, _MAX_HEAD + 4)
             if end < 0:
                 if len(buffer) > _MAX_HEAD:
                     self.close_connection = True
                     self._send(431)
+                self._scanned = max(0, len(buffer) - 3)
                 return None
+            self._scanned = 0
             head = self._parse_head(buffer[:end].decode("latin-1"))
             del buffer[:end + 4]
             if head is None:
@@ -231,6 +271,8 @@ class _Connection(asyncio.Protocol):
         body = bytes(buffer[:head.length])
         del buffer[:head.length]
         self._head = None
+        if head.closes:
+            self.close_connection = True  # answered with Connection: close, then closed
         return _Request(head.method, head.path, head.version, head.headers, body)
 
     def _parse_head(self, text: str) -> _Head | None:
@@ -250,8 +292,7 @@ class _Connection(asyncio.Protocol):
                 self._send(400)
                 return None
             headers.setdefault(name.strip().lower(), value.strip())
-        if version == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
-            self.close_connection = True
+        closes = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"
         length = 0
         if method == "POST":
             length_text = headers.get("content-length")
@@ -259,12 +300,13 @@ class _Connection(asyncio.Protocol):
                 self.close_connection = True
                 self._send(411)
                 return None
-            length = int(length_text) if length_text.isdigit() else -1
+            # isascii: "²" is a digit to isdigit, not to int.
+            length = int(length_text) if length_text.isascii() and length_text.isdigit() else -1
             if length < 0 or length > soap.MAX_ENVELOPE_BYTES * 2:
                 self.close_connection = True
                 self._send(413 if length > 0 else 400)
                 return None
-        return _Head(method, path, version, headers, length)
+        return _Head(method, path, version, headers, length, closes)
 
     def _send(self, status: int, body: bytes = b"",
               headers: tuple[tuple[str, str], ...] = ()) -> None:
@@ -310,18 +352,20 @@ class _Connection(asyncio.Protocol):
     def _resume(self, then: Callable[..., None], args: tuple[Any, ...]) -> None:
         self._waiting = None
         self._guarded(then, *args)
-        self._answer_buffered()
-        self._flow()
+        self._proceed()
 
     def _guarded(self, step: Callable[..., None], *args: Any) -> None:
         """``step(*args)``; an exception in it is the lab's own bug: 500, connection closed."""
         try:
             step(*args)
         except Exception:
-            log.exception("%s: internal error answering a request", self.lab.profile.name)
-            self._waiting = None
-            self.close_connection = True
-            self._send(500)
+            self._internal_error()
+
+    def _internal_error(self) -> None:
+        log.exception("%s: internal error answering a request", self.lab.profile.name)
+        self._waiting = None
+        self.close_connection = True
+        self._send(500)
 
     def _start(self, request: _Request) -> None:
         lab = self.lab
