@@ -72,12 +72,20 @@ class Request:
     body: ET.Element
 
 
-@functools.lru_cache(maxsize=64)
 def parse_duration(text: str) -> float | None:
     """Seconds of an xs:duration such as ``PT20S`` or ``PT1.500S`` (None if not one).
 
-    Cached: a client sends the same OperationTimeout with every request.
+    Short ones are cached: a client sends the same OperationTimeout with every request.
     """
+    return _cached_duration(text) if len(text) <= 64 else _duration(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_duration(text: str) -> float | None:
+    return _duration(text)
+
+
+def _duration(text: str) -> float | None:
     match = _DURATION.match(text.strip())
     if not match or text.strip() in {"P", "PT"}:
         return None
