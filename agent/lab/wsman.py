@@ -96,23 +96,9 @@ class _Shell:
 
 
 class _Request:
-    """One HTTP request as read off the connection."""
+    """One HTTP request as read off the connection: its head first, `body` once all arrived."""
 
-    __slots__ = ("body", "headers", "method", "path", "version")
-
-    def __init__(self, method: str, path: str, version: str, headers: dict[str, str],
-                 body: bytes) -> None:
-        self.method = method
-        self.path = path
-        self.version = version
-        self.headers = headers
-        self.body = body
-
-
-class _Head:
-    """A request's line and headers, read before its body has all arrived."""
-
-    __slots__ = ("closes", "headers", "length", "method", "path", "version")
+    __slots__ = ("body", "closes", "headers", "length", "method", "path", "version")
 
     def __init__(self, method: str, path: str, version: str, headers: dict[str, str],
                  length: int, closes: bool) -> None:
@@ -120,9 +106,11 @@ class _Head:
         self.path = path
         self.version = version
         self.headers = headers
+        #: The body's length (Content-Length).
         self.length = length
         #: HTTP/1.0 or ``Connection: close``: the connection ends with this request's answer.
         self.closes = closes
+        self.body = b""
 
 
 class _Hung:
@@ -160,7 +148,8 @@ class _Connection(asyncio.Protocol):
         self.security: SecurityContext | None = None
         self.close_connection = False
         self._buffer = bytearray()
-        self._head: _Head | None = None
+        #: The request whose head is read and whose body is still arriving.
+        self._head: _Request | None = None
         #: The timer of a request answered later, `_HUNG`, or None when nothing waits.
         self._waiting: asyncio.TimerHandle | _Hung | None = None
         self._paused = False
@@ -268,14 +257,14 @@ class _Connection(asyncio.Protocol):
             self._head = head
         if len(buffer) < head.length:
             return None
-        body = bytes(buffer[:head.length])
+        head.body = bytes(buffer[:head.length])
         del buffer[:head.length]
         self._head = None
         if head.closes:
             self.close_connection = True  # answered with Connection: close, then closed
-        return _Request(head.method, head.path, head.version, head.headers, body)
+        return head
 
-    def _parse_head(self, text: str) -> _Head | None:
+    def _parse_head(self, text: str) -> _Request | None:
         """The request line and headers (None once answered 400, 411 or 413)."""
         lines = text.split("\r\n")
         parts = lines[0].split(" ")
@@ -306,7 +295,7 @@ class _Connection(asyncio.Protocol):
                 self.close_connection = True
                 self._send(413 if length > 0 else 400)
                 return None
-        return _Head(method, path, version, headers, length, closes)
+        return _Request(method, path, version, headers, length, closes)
 
     def _send(self, status: int, body: bytes = b"",
               headers: tuple[tuple[str, str], ...] = ()) -> None:
