@@ -340,17 +340,14 @@ class _Connection(asyncio.Protocol):
 
     def _resume(self, then: Callable[..., None], args: tuple[Any, ...]) -> None:
         self._waiting = None
-        self._guarded(then, *args)
-        self._proceed()
-
-    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
-        """``step(*args)``; an exception in it is the lab's own bug: 500, connection closed."""
         try:
-            step(*args)
+            then(*args)
         except Exception:
             self._internal_error()
+        self._proceed()
 
     def _internal_error(self) -> None:
+        """An exception answering a request is the lab's own bug: 500, connection closed."""
         log.exception("%s: internal error answering a request", self.lab.profile.name)
         self._waiting = None
         self.close_connection = True
@@ -365,7 +362,7 @@ class _Connection(asyncio.Protocol):
         if lab.latency > 0:
             self._later(lab.latency, self._handle, request)
         else:
-            self._guarded(self._handle, request)
+            self._handle(request)  # within `_proceed`, which answers an exception with 500
 
     def _handle(self, request: _Request) -> None:
         lab = self.lab
