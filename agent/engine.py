@@ -113,10 +113,16 @@ class HostResults:
     def __init__(self, checks: Iterable[Check]) -> None:
         self._checks = tuple(c for c in checks if c.host_fn is not None)
         self._by_name: dict[str, tuple[HostFacts, list[Result]]] = {}
+        #: The checks that apply to each set of roles (a fleet has few).
+        self._applying: dict[frozenset[str], tuple[Check, ...]] = {}
 
     def add(self, host: HostFacts) -> None:
         """Evaluate the host checks on `host` now."""
-        self._by_name[host.name] = (host, host_results(self._checks, host))
+        applying = self._applying.get(host.roles)
+        if applying is None:
+            applying = self._applying[host.roles] = tuple(
+                c for c in self._checks if applies(c, host))
+        self._by_name[host.name] = (host, host_results(applying, host))
 
     def of(self, host: HostFacts) -> list[Result] | None:
         """The results added for this `host` object, or None."""

@@ -151,3 +151,79 @@ def test_a_bad_reply_is_refused_with_its_own_error(
     (result,) = _run([(data, False, close)])
     assert isinstance(result, error), result
     assert words in str(result)
+
+
+async def _timed(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                 client: Callable[[Connection], Awaitable[None]], read_timeout: float) -> None:
+    """Serve one connection with `script`; run `client` on a connection with `read_timeout`."""
+    server = await asyncio.start_server(script, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_HEAD_BYTES)
+        connection = Connection(reader, writer, f"127.0.0.1:{port}", read_timeout)
+        try:
+            await client(connection)
+        finally:
+            connection.close()
+    finally:
+        server.close()
+
+
+async def _request(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+
+
+def _answers_then_stalls(answered: int, stall_with: bytes = b""
+                         ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                       Awaitable[None]]:
+    """A server answering its first `answered` requests, then sending only `stall_with` to
+    the next and nothing more."""
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(answered):
+            await _request(reader)
+            writer.write(OK)
+        await _request(reader)
+        writer.write(stall_with)
+        await reader.read()
+    return script
+
+
+@pytest.mark.parametrize("stall_with", [b"", b"HTTP/1.1 200 OK\r\n", TO_THE_END],
+                         ids=["silent", "mid-head", "body-to-the-end"])
+def test_a_reply_not_whole_within_the_read_timeout_is_a_timeout(stall_with: bytes) -> None:
+    """Whatever the reply had sent, it is a `TimeoutError`: never a reply cut short (a body
+    framed by the connection's end would otherwise look complete once the timer drops it)."""
+    outcome: list[BaseException | Reply] = []
+
+    async def client(connection: Connection) -> None:
+        try:
+            outcome.append(await connection.post(b"<s:Envelope/>", ()))
+        except TimeoutError as exc:
+            outcome.append(exc)
+
+    asyncio.run(_timed(_answers_then_stalls(0, stall_with), client, read_timeout=0.3))
+    assert len(outcome) == 1 and isinstance(outcome[0], TimeoutError), outcome
+
+
+def test_the_read_timeout_counts_from_each_request_and_never_while_idle() -> None:
+    """One timer serves the connection: it must neither drop an idle connection (between
+    requests) nor cut a later request short by the deadline of an earlier one."""
+    timeout = 0.5
+    waited: list[float] = []
+
+    async def client(connection: Connection) -> None:
+        assert (await connection.post(b"<s:Envelope/>", ())).body == b"hello"
+        await asyncio.sleep(timeout * 1.5)  # idle past the first request's deadline
+        assert (await connection.post(b"<s:Envelope/>", ())).body == b"hello"
+        await asyncio.sleep(timeout / 2)  # the timer armed by the second request is pending
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        with pytest.raises(TimeoutError):
+            await connection.post(b"<s:Envelope/>", ())
+        waited.append(loop.time() - sent)
+        assert connection.closed
+
+    asyncio.run(_timed(_answers_then_stalls(2), client, read_timeout=timeout))
+    # A lower bound only: the timer may fire late on a busy machine, never early.
+    assert waited and waited[0] >= timeout - 0.001

@@ -21,7 +21,7 @@ import queue
 import resource
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, Final
 
@@ -91,15 +91,6 @@ async def read_hosts(hosts: Sequence[Host], timeouts: Timeouts,
     await asyncio.gather(*(one(h) for h in hosts))
 
 
-def _plain(value: Any) -> Any:
-    """Facts as plain picklable data (HostFacts holds read-only mapping proxies)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _child(hosts: Sequence[Host], timeouts: Timeouts, pipe: Connection) -> None:
     """A forked reader: its event loop never writes to the pipe itself (a parent slow to read
     would block the loop and every host in flight); a sender thread does."""
@@ -115,7 +106,9 @@ def _child(hosts: Sequence[Host], timeouts: Timeouts, pipe: Connection) -> None:
 
     def send(facts: HostFacts) -> None:
         error = (facts.error.kind, facts.error.message) if facts.error else None
-        outbox.put((facts.name, _plain(facts.facts), error))
+        # Only the top level is a read-only proxy: the entries are the plain dicts and lists
+        # `gather_facts` built (JSON values), pickled as they are.
+        outbox.put((facts.name, dict(facts.facts), error))
 
     try:
         asyncio.run(read_hosts(hosts, timeouts, send))

@@ -47,27 +47,63 @@ class Reply:
 
 
 class Connection:
-    """One kept-alive TCP (or TLS) connection to a host's ``/wsman``."""
+    """One kept-alive TCP (or TLS) connection to a host's ``/wsman``.
+
+    Each reply must have arrived whole within `read_timeout` seconds of its request, or `post`
+    raises `TimeoutError` and the connection is dropped. One timer per connection enforces it,
+    not one per request (an ``asyncio.timeout`` each): a request's deadline only moves later, so
+    the timer, when it fires early, sleeps again until the deadline of the request then waiting.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 host_header: str) -> None:
+                 host_header: str, read_timeout: float | None = None) -> None:
         self.reader = reader
         self.writer = writer
         self._prefix = (f"POST /wsman HTTP/1.1\r\nHost: {host_header}\r\n"
                         "User-Agent: mfa-agent\r\n").encode("latin-1")
         self.closed = False
+        self._read_timeout = read_timeout
+        self._loop = asyncio.get_running_loop()
+        #: When the reply being waited for is late (loop time); None while no request waits.
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
 
     async def post(self, body: bytes, headers: tuple[tuple[str, str], ...]) -> Reply:
-        """Send one POST and read its reply (callers bound the time with asyncio.timeout)."""
+        """Send one POST and read its reply (`TimeoutError` past `read_timeout`)."""
         if self.closed:
             raise ConnectionResetError("the server closed the connection")
         head = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
         self.writer.write(self._prefix + head
                           + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        reply = await self._read_reply()
+        if self._read_timeout is not None:
+            self._deadline = self._loop.time() + self._read_timeout
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._deadline, self._expire)
+        try:
+            reply = await self._read_reply()
+        except Exception:
+            if self._timed_out:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._deadline = None
+        if self._timed_out:  # a body read to the connection's end, cut short by the timer
+            raise TimeoutError
         if reply.closes:
             self.closed = True
         return reply
+
+    def _expire(self) -> None:
+        """The timer: drop the connection if the waiting request is late, else wait on."""
+        self._timer = None
+        if self._deadline is None or self.closed:
+            return  # no request waits: the next one starts the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            return
+        self._timed_out = True
+        self.close()  # the read under way ends at once (the connection is lost)
 
     async def _read_reply(self) -> Reply:
         try:
@@ -160,4 +196,7 @@ class Connection:
     def close(self) -> None:
         """Drop the connection at once (no goodbye: the host is done or given up on)."""
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.writer.transport.abort()

@@ -260,7 +260,7 @@ class Session:
         except OSError as exc:
             raise socket_error(exc, where=self.where) from None
         host_header = f"{url_host(self.host.address)}:{c.port}"
-        self.connection = Connection(reader, writer, host_header)
+        self.connection = Connection(reader, writer, host_header, self.read_timeout)
 
     def close(self) -> None:
         """Drop the connection."""
@@ -272,8 +272,7 @@ class Session:
     async def _post(self, body: bytes, headers: tuple[tuple[str, str], ...]) -> Reply:
         assert self.connection is not None
         try:
-            async with asyncio.timeout(self.read_timeout):
-                return await self.connection.post(body, headers)
+            return await self.connection.post(body, headers)
         except TimeoutError:
             raise socket_error(TimeoutError(), where=self.where,
                                read_timeout=self.read_timeout) from None
@@ -295,6 +294,11 @@ class Session:
         else:
             reply = await self._post(*self._framed(envelope))
         return self._read(reply, mid)
+
+    async def send(self, envelope: bytes) -> None:
+        """Send one SOAP message and wait for its reply, which is not read (`ConnectorError`
+        only if no reply came)."""
+        await self._post(*self._framed(envelope))
 
     def _framed(self, envelope: bytes) -> tuple[bytes, tuple[tuple[str, str], ...]]:
         if self.encrypted:
@@ -489,10 +493,10 @@ async def _gather(session: Session, scripts: Sequence[FactScript]) -> dict[str, 
     facts: dict[str, Any] = {}
     for group in bundle.plan(scripts):
         facts.update(await _run_bundle(session, shell, group))
-    mid = soap.message_id()
-    # The shell dies with the connection anyway; a failed Delete changes no fact.
+    # Its reply is waited for (the host has then done it) but not read: whatever it says, a
+    # failed Delete changes no fact (the host drops the shell after its idle timeout anyway).
     with contextlib.suppress(ConnectorError):
-        await session.exchange(soap.delete(to, mid, timeout, shell), mid)
+        await session.send(soap.delete(to, soap.message_id(), timeout, shell))
     return facts
 
 
