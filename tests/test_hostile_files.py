@@ -262,6 +262,12 @@ def test_strict_json_names_what_was_wrong() -> None:
                 strictjson.loads(text)
         else:
             assert strictjson.loads(text)["after"] == [[[]]]
+    # Brackets inside strings count towards "maybe deep" only: the value is then walked.
+    assert strictjson.loads('{"a": "' + "[{" * 40 + '", "b": [[1]]}')["b"] == [[1]]
+    with pytest.raises(strictjson.StrictJsonError, match="nested deeper than 64"):
+        strictjson.loads('["' + "[" * 70 + '", ' + "[" * 64 + "]" * 64 + "]")
+    with pytest.raises(strictjson.StrictJsonError, match="Unexpected UTF-8 BOM"):
+        strictjson.loads("\ufeff{}")
     with pytest.raises(strictjson.StrictJsonError) as caught:
         strictjson.loads('{\n "a": oops}')
     assert caught.value.line == 2

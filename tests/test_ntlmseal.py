@@ -8,13 +8,14 @@ sequence is refused.
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Any
 
 import pytest
 import spnego
 
-from agent.connectors.wsman.ntlmseal import Sealer, SealError
+from agent.connectors.wsman.ntlmseal import Sealer, SealError, _HmacMd5
 from agent.lab.auth import USER_FILE_ENV
 
 PASSWORD = "Pass-word-1"
@@ -87,3 +88,11 @@ def test_an_unknown_context_gives_no_sealer() -> None:
 
     assert Sealer.take(object()) is None
     assert Sealer.take(Other()) is None
+
+
+@pytest.mark.parametrize("key_length", [0, 16, 63, 64, 65, 200])
+def test_the_sealers_hmac_is_rfc_2104_hmac_md5(key_length: int) -> None:
+    key = bytes(range(key_length % 256))[:key_length].ljust(key_length, b"k")
+    mac = _HmacMd5(key)
+    for parts in ((), (b"",), (b"\x00\x00\x00\x00", b"message"), (b"x" * 1000, b"y" * 3)):
+        assert mac.digest(*parts) == hmac.digest(key, b"".join(parts), "md5")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import struct
+from hashlib import md5
 from typing import Any, Final
 
 #: NTLMSSP_NEGOTIATE_SIGN | SEAL | EXTENDED_SESSIONSECURITY | KEY_EXCH (MS-NLMP 2.2.2.5).
@@ -31,12 +32,38 @@ class SealError(Exception):
     """A sealed message whose signature does not match (tampered, or out of sequence)."""
 
 
+_IPAD: Final = bytes(b ^ 0x36 for b in range(256))
+_OPAD: Final = bytes(b ^ 0x5C for b in range(256))
+
+
+class _HmacMd5:
+    """HMAC-MD5 (RFC 2104) under one key, its two padded key blocks hashed once: about half
+    the cost of ``hmac.digest`` per message, which looks the digest up and pads the key on
+    every call (a connection signs eight messages with the same two keys)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = md5(key).digest()  # noqa: S324 - MS-NLMP's HMAC_MD5
+        block = key.ljust(64, b"\x00")
+        self._inner = md5(block.translate(_IPAD))  # noqa: S324
+        self._outer = md5(block.translate(_OPAD))  # noqa: S324
+
+    def digest(self, *parts: bytes) -> bytes:
+        """The MAC of the parts, concatenated."""
+        inner = self._inner.copy()
+        for part in parts:
+            inner.update(part)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class Sealer:
     """Seals and unseals one authenticated connection's messages, in order."""
 
     def __init__(self, out_key: bytes, out_rc4: Any, in_key: bytes, in_rc4: Any) -> None:
-        self._out_key, self._out = out_key, out_rc4
-        self._in_key, self._in = in_key, in_rc4
+        self._out_mac, self._out = _HmacMd5(out_key), out_rc4
+        self._in_mac, self._in = _HmacMd5(in_key), in_rc4
         self._out_seq = self._in_seq = 0
 
     @classmethod
@@ -60,7 +87,7 @@ class Sealer:
         sealed = self._out.update(message)
         seq = struct.pack("<I", self._out_seq)
         self._out_seq += 1
-        checksum = self._out.update(hmac.digest(self._out_key, seq + message, "md5")[:8])
+        checksum = self._out.update(self._out_mac.digest(seq, message)[:8])
         return _VERSION + bytes(checksum) + seq + bytes(sealed)
 
     def unseal(self, signed: bytes) -> bytes:
@@ -69,7 +96,7 @@ class Sealer:
         message = self._in.update(sealed)
         seq = struct.pack("<I", self._in_seq)
         self._in_seq += 1
-        checksum = self._in.update(hmac.digest(self._in_key, seq + message, "md5")[:8])
+        checksum = self._in.update(self._in_mac.digest(seq, message)[:8])
         if not hmac.compare_digest(_VERSION + checksum + seq, signature):
             raise SealError("the signature does not match")
         return bytes(message)
