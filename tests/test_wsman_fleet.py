@@ -195,3 +195,29 @@ def test_tls_connections_use_small_read_buffers(
     facts = asyncio.run(read_host(host, TIMEOUTS))
     assert facts.error is None and facts.facts
     assert asyncio.sslproto.SSLProtocol.max_size == TLS_READ_BUFFER
+
+
+def test_plain_connections_read_in_buffers_below_the_mmap_threshold(
+    builtin_lab: LabProcess, use_lab: UseLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio reads a plain connection 256 KiB at a time, a buffer glibc maps and unmaps for
+    every read: the fast client asks for `RECV_SIZE` on each of its connections."""
+    import asyncio
+
+    from agent.connectors.wsman import session
+    from agent.connectors.wsman.fleet import read_host
+
+    use_lab(builtin_lab)
+    sizes: list[int] = []
+    real = session.Connection.__init__
+
+    def spy(self: session.Connection, reader: Any, writer: Any, *args: Any) -> None:
+        sizes.append(writer.transport.max_size)
+        real(self, reader, writer, *args)
+
+    monkeypatch.setattr(session.Connection, "__init__", spy)
+    host = next(h for h in load_inventory(builtin_lab.inventory).hosts
+                if h.name == "adfs01.lab.example")
+    facts = asyncio.run(read_host(host, TIMEOUTS))
+    assert facts.error is None and facts.facts
+    assert sizes == [session.RECV_SIZE] and session.RECV_SIZE < 128 * 1024
