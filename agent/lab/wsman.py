@@ -79,6 +79,9 @@ _MAX_HEAD: Final = 64 * 1024
 #: request there can be.
 MAX_BUFFERED: Final = _MAX_HEAD + 4 + soap.MAX_ENVELOPE_BYTES * 2
 SERVER_NAME: Final = "Microsoft-HTTPAPI/2.0"
+#: Bytes asked of each ``recv``: below glibc's mmap threshold, unlike asyncio's 256 KiB, which
+#: maps and unmaps a buffer on every read (as the client's `RECV_SIZE` explains).
+RECV_SIZE: Final = 64 * 1024
 
 
 @dataclass
@@ -177,6 +180,8 @@ class _Connection(asyncio.Protocol):
             # it two answers written back to back wait out Nagle and a delayed ACK (40 ms).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(transport, "max_size"):  # plain TCP (a TLS transport reads into its buffer)
+            transport.max_size = RECV_SIZE
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lab.connections.discard(self)
