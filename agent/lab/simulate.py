@@ -17,6 +17,7 @@ they are, and so does the simulator.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -191,10 +192,17 @@ def _run_script(profile: HostProfile, script: str, now: dt.datetime) -> CommandR
     return CommandResult(document.encode(OEM_CODE_PAGE, "replace"), b"", 0)
 
 
+@functools.lru_cache(maxsize=32)
+def _bundle_scripts(command_line: str) -> tuple[tuple[str, str], ...] | None:
+    """`bundle.decode_bundle`, once per distinct line: every host of a kind is sent the same."""
+    pairs = bundle.decode_bundle(command_line)
+    return None if pairs is None else tuple(pairs)
+
+
 def _run_bundle(profile: HostProfile, command_line: str, now: dt.datetime) -> CommandResult:
     if profile.faults.powershell_error:
         return _powershell_failure(profile)  # the bootstrap itself is blocked
-    pairs = bundle.decode_bundle(command_line)
+    pairs = _bundle_scripts(command_line)
     if pairs is None:
         return not_recognized("$MfaAgentBundle")
     records = []

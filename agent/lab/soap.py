@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import functools
 import re
-import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Final
 from xml.sax.saxutils import escape
+
+from agent.connectors.wsman.soap import message_id
 
 NS: Final = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -181,8 +182,8 @@ def command_id(request: Request) -> str | None:
 
 
 def new_id() -> str:
-    """An id as Windows writes them: an uppercase UUID."""
-    return str(uuid.uuid4()).upper()
+    """An id as Windows writes them: an uppercase (random) UUID."""
+    return message_id()[len("uuid:"):]
 
 
 _ROOT: Final = (

@@ -9,7 +9,8 @@ NTLM with message encryption over http (the lab's and most estates' setting)::
        (`agent.factscripts.bundle`)                                → 200, sealed CommandId
     4. POST Receive (again while the host answers w:TimedOut or the output is not Done)
                                                                    → 200, sealed output
-    5. POST Delete(shell): drops the shell and its command (no Signal needed)
+    5. POST Delete(shell): drops the shell and its command (no Signal needed); its reply is
+       waited for, not read
 
 There is no anonymous first request (the negotiate token goes out at once) and no empty POST
 to finish the handshake (the AUTHENTICATE request carries the Create, as HTTP authentication
@@ -20,7 +21,8 @@ What a hostile host cannot do here: redirect anything (3xx is an ERROR naming th
 request ever goes anywhere but the inventory's address), feed a plaintext reply into an encrypted
 session (refused), send more than `http.MAX_BODY_BYTES` per reply or `MAX_OUTPUT_BYTES` of output
 (refused while reading), declare entities (refused), or outlive the connect, operation and host
-deadlines (asyncio timeouts; the host deadline is the caller's). Nothing here reads the process
+deadlines (an asyncio timeout on connecting, the connection's read timer on each reply; the
+host deadline is the caller's). Nothing here reads the process
 environment (no proxies, no CA bundle variables) but pyspnego's two NTLM variables, read as
 pyspnego reads them (`ntlm.WORKSTATION_ENV`, `ntlm.COMPAT_ENV`). A CHALLENGE `ntlm.Initiator`
 does not answer (no Windows host sends one) costs a second connection, on which pyspnego signs
