@@ -190,8 +190,12 @@ def render_json(report: ScanReport) -> str:
     return layout(_document(report))
 
 
+#: What ``json.dumps(..., ensure_ascii=False, allow_nan=False)`` would build for every item.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def _compact(value: Any) -> str:
-    return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(jsonable(value))
 
 
 def layout(document: Mapping[str, Any]) -> str:
