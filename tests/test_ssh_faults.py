@@ -15,6 +15,7 @@ import pytest
 from conftest import CliRun
 from expectations import failing_scripts
 
+from agent.connectors import ssh as ssh_connector
 from agent.factscripts import SCRIPTS
 
 pytest.register_assert_rewrite("labfixtures", "sshfixtures")  # before importing: helpers assert
@@ -96,6 +97,44 @@ def test_unreachable_hosts_cost_those_hosts_only(
     assert silent_listener.accepted == 1
     _assert_healthy(report)
     assert report.exit_code == 2
+
+
+@pytest.mark.parametrize("behind_bastion", [False, True], ids=["host", "bastion"])
+def test_a_silent_server_costs_one_connect_timeout_not_one_per_host(
+    ssh: SshLab, run_cli: Runner, tmp_path: Path, silent_listener: SilentListener,
+    behind_bastion: bool,
+) -> None:
+    """Twenty inventory hosts are one server (or sit behind one bastion) that accepts
+    connections and never speaks SSH. The first sign-ins time out; the hosts waiting for a turn
+    with it, and those after, fail at once, naming why: without that they would take the
+    connect timeout 8 at a time (60 s here, and the whole scan's workers with them)."""
+    silent = (silent_listener.address, silent_listener.port)
+    names = [f"alias-{i}.lab.example" for i in range(20)]
+    target = ssh.servers[JUMP_TARGET]
+    hosts = {
+        name: (["adfs"], host_vars(target, known_hosts=ssh.known_hosts,
+                                   args=f"-J audit@{silent[0]}:{silent[1]}",
+                                   ansible_password=PASSWORD_LOOKUP)
+               if behind_bastion else host_vars(silent, known_hosts=ssh.known_hosts,
+                                                ansible_password=PASSWORD_LOOKUP))
+        for name in names
+    }
+    inventory = ssh.inventory(tmp_path / "inventory.yaml", {**hosts, HEALTHY: (["adfs"],
+                                                                               _healthy(ssh))})
+    report = _scan(run_cli, inventory, "--workers", "21", *FAST_SSH_TIMEOUTS)
+    server = f"{silent[0]}:{silent[1]}"
+    timed_out = f"timed out waiting for {server}: no SSH handshake within 2 s"
+    errors = [report.error(name) or "" for name in names]
+    assert all(report.host_error_kind(name) == "timed-out" for name in names)
+    tried = [e for e in errors if e == timed_out]
+    not_tried = [e for e in errors if e.startswith("not tried: ")]
+    assert len(tried) + len(not_tried) == len(names), errors
+    assert 1 <= len(tried) == silent_listener.accepted <= ssh_connector.HANDSHAKES_PER_SERVER
+    what = f"bastion {server}" if behind_bastion else server
+    assert not_tried and all(
+        e.startswith(f"not tried: {what} did not answer another host of this scan "
+                     f"({timed_out}); it is tried again in ") for e in not_tried)
+    _assert_healthy(report)
 
 
 def test_authentication_failures_cost_those_hosts_only(

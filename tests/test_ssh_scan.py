@@ -308,6 +308,31 @@ def test_a_host_that_waits_past_its_deadline_for_the_bastion_times_out(
     assert ssh_connector._gates == {}  # and nothing is kept for a server nobody waits for
 
 
+def test_a_server_remembered_as_silent_is_refused_until_its_time_is_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ssh_connector, "_gates", {})
+    chain = [Jump("192.0.2.1", 22, "audit")]
+    why = "timed out waiting for 192.0.2.1:22: no SSH handshake within 2 s"
+    with ssh_connector.sign_in_gate(chain, deadline=time.monotonic() + 60, bastion=False) as gate:
+        gate.mark_silent(why, 60)
+    assert list(ssh_connector._gates) == [(("192.0.2.1", 22),)]  # kept for the mark alone
+    for bastion in (False, True):
+        with pytest.raises(ConnectorError) as refused, ssh_connector.sign_in_gate(
+                chain, deadline=time.monotonic() + 60, bastion=bastion):
+            pass
+        what = "bastion 192.0.2.1:22" if bastion else "192.0.2.1:22"
+        assert refused.value.kind is ErrorKind.TIMED_OUT
+        assert refused.value.message == (
+            f"not tried: {what} did not answer another host of this scan ({why}); it is tried "
+            "again in 60 s")
+    assert gate.silent is not None
+    gate.silent = (why, time.monotonic() - 1)  # its time is up
+    with ssh_connector.sign_in_gate(chain, deadline=time.monotonic() + 60, bastion=False):
+        pass  # tried again
+    assert gate.silent is None and ssh_connector._gates == {}
+
+
 def test_many_inventory_hosts_on_one_sshd_stay_within_its_max_startups(
     ssh: SshLab, run_cli: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

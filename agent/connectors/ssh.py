@@ -10,7 +10,10 @@ the chain that reaches it (its host and port as the inventory writes them, after
 before it): one server written under two names gets two gates. Signed-in connections do not
 count against ``MaxStartups``: a place is given back once the hop has signed in and a channel on
 its session is open (through a bastion to the next hop; on the host, the first script's), a
-round trip with its signed-in session (by then sshd's listener knows it signed in).
+round trip with its signed-in session (by then sshd's listener knows it signed in). A server
+that leaves a connection or its handshake unanswered for the connect timeout is remembered as
+silent for the host deadline: the hosts waiting for its places, and those that come to it, fail
+at once (`_Gate.mark_silent`), so one dead bastion costs one connect timeout, not one per host.
 Host keys are verified against known_hosts (``UserKnownHostsFile`` or ``~/.ssh/known_hosts``) for
 the host and for every bastion; an unknown or changed key is an ERROR that shows the fingerprint.
 Authentication tries the key file (passphrase from ``mfa_ssh_key_passphrase``), then ssh-agent,
@@ -77,11 +80,36 @@ HANDSHAKES_PER_SERVER = 8
 
 @dataclass
 class _Gate:
-    """The places of one server (a chain of hops), while anybody holds or waits for one."""
+    """The places of one server (a chain of hops), while anybody holds or waits for one, or
+    while it is remembered as silent."""
 
     places: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(HANDSHAKES_PER_SERVER))
     users: int = 0
+    #: Why the server is not tried again, and until when (``time.monotonic``): it left a
+    #: connection or its SSH handshake unanswered for the connect timeout (`mark_silent`).
+    silent: tuple[str, float] | None = None
+
+    def mark_silent(self, why: str, seconds: float) -> None:
+        """Remember for `seconds` that the server did not answer (`why`, the error it cost):
+        meanwhile the hosts waiting for a turn with it, and those that come to it, fail at once
+        instead of each spending the connect timeout on it, 8 at a time."""
+        self.silent = (why, time.monotonic() + seconds)
+
+    def refuse_if_silent(self, server: str, bastion: bool) -> None:
+        """TIMED_OUT, naming why, while the server is remembered as silent."""
+        silent = self.silent
+        if silent is None:
+            return
+        why, until = silent
+        left = until - time.monotonic()
+        if left <= 0:
+            self.silent = None
+            return
+        what = f"bastion {server}" if bastion else server
+        raise ConnectorError(ErrorKind.TIMED_OUT, (
+            f"not tried: {what} did not answer another host of this scan ({why}); it is tried "
+            f"again in {left:.0f} s"))
 
 
 _gates: dict[tuple[tuple[str, int], ...], _Gate] = {}
@@ -89,32 +117,36 @@ _gates_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def sign_in_gate(chain: Sequence[Jump], deadline: float, *, bastion: bool) -> Iterator[None]:
+def sign_in_gate(chain: Sequence[Jump], deadline: float, *, bastion: bool) -> Iterator[_Gate]:
     """Hold one of `HANDSHAKES_PER_SERVER` places for a handshake with the last hop of `chain`
     (a bastion, or the host); TIMED_OUT if none frees up before the host's `deadline`
-    (``time.monotonic``). A server's gate is dropped once nobody holds or waits for a place, so
-    a scan of many hosts keeps none for the hosts it is done with."""
+    (``time.monotonic``), or at once while the server is remembered as silent (before waiting
+    and again after: the handshakes ahead may have found it so). A server's gate is dropped
+    once nobody holds or waits for a place and it is not remembered as silent, so a scan of
+    many hosts keeps none for the hosts it is done with."""
     key = tuple((hop.host, hop.port) for hop in chain)
+    server = f"{chain[-1].host}:{chain[-1].port}"
     gates = _gates
     with _gates_lock:
         gate = gates.get(key) or gates.setdefault(key, _Gate())
         gate.users += 1
     try:
+        gate.refuse_if_silent(server, bastion)
         if not gate.places.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            server = f"{chain[-1].host}:{chain[-1].port}"
             raise ConnectorError(ErrorKind.TIMED_OUT, (
                 f"timed out waiting for a turn to sign in to bastion {server} (at most "
                 f"{HANDSHAKES_PER_SERVER} sign-ins with one bastion at a time)") if bastion else (
                 f"timed out waiting for a turn to sign in to {server} (at most "
                 f"{HANDSHAKES_PER_SERVER} sign-ins with one SSH server at a time)"))
         try:
-            yield
+            gate.refuse_if_silent(server, bastion)
+            yield gate
         finally:
             gate.places.release()
     finally:
         with _gates_lock:
             gate.users -= 1
-            if not gate.users:
+            if not gate.users and (gate.silent is None or gate.silent[1] <= time.monotonic()):
                 del gates[key]
 
 
@@ -331,11 +363,12 @@ class SSHConnector:
         # next hop; on the host, the first script's): that round trip tells us sshd's listener
         # has counted it as signed in.
         places = [contextlib.ExitStack() for _ in hops]
+        gates: dict[int, _Gate] = {}
         with contextlib.ExitStack() as failed:
             for i in reversed(range(len(hops))):
                 failed.push(places[i])
-                places[i].enter_context(sign_in_gate(hops[:i + 1], deadline,
-                                                     bastion=i < len(hops) - 1))
+                gates[i] = places[i].enter_context(sign_in_gate(hops[:i + 1], deadline,
+                                                                bastion=i < len(hops) - 1))
             for i, hop in enumerate(hops):
                 via = f" via {hops[i - 1]}" if i else ""
                 where = f"{hop.host}:{hop.port}{via}"
@@ -345,7 +378,12 @@ class SSHConnector:
                         places[i - 1].close()
                     transport = self._handshake(sock, hop, keys, where)
                 except Exception as exc:
-                    raise _connect_error(exc, where) from None
+                    error = _connect_error(exc, where)
+                    if error.kind is ErrorKind.TIMED_OUT and not self._aborted:
+                        # Marked while its place is held: no host takes the place back
+                        # without seeing the mark.
+                        gates[i].mark_silent(error.message, self.timeouts.host)
+                    raise error from None
             failed.pop_all()
         with self._lock:
             self._place = places[-1]
