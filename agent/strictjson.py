@@ -49,8 +49,14 @@ def _float(text: str) -> float:
 _DECODER: Final = json.JSONDecoder(parse_constant=_constant, parse_int=_int, parse_float=_float)
 
 
-def loads(text: str) -> Any:
-    """The value of a strict JSON document, nested at most `MAX_DEPTH` deep."""
+def loads(text: str | bytes | bytearray) -> Any:
+    """The value of a strict JSON document, nested at most `MAX_DEPTH` deep (bytes decoded as
+    `json.loads` decodes them)."""
+    if isinstance(text, bytes | bytearray):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    elif not isinstance(text, str):
+        raise TypeError(f"the JSON object must be str, bytes or bytearray, "
+                        f"not {type(text).__name__}")
     try:
         if text.startswith("\ufeff"):  # as json.loads refuses it
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)

@@ -268,6 +268,11 @@ def test_strict_json_names_what_was_wrong() -> None:
         strictjson.loads('["' + "[" * 70 + '", ' + "[" * 64 + "]" * 64 + "]")
     with pytest.raises(strictjson.StrictJsonError, match="Unexpected UTF-8 BOM"):
         strictjson.loads("\ufeff{}")
+    # Bytes are decoded as json.loads decodes them (a UTF-8 BOM, UTF-16); nothing else is text.
+    assert strictjson.loads(b"[1]") == strictjson.loads(bytearray(b"\xef\xbb\xbf[1]")) == [1]
+    assert strictjson.loads('{"a": "é"}'.encode("utf-16")) == {"a": "é"}
+    with pytest.raises(TypeError, match="must be str, bytes or bytearray, not int"):
+        strictjson.loads(5)  # type: ignore[arg-type]
     with pytest.raises(strictjson.StrictJsonError) as caught:
         strictjson.loads('{\n "a": oops}')
     assert caught.value.line == 2

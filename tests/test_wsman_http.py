@@ -198,7 +198,8 @@ def test_a_reply_not_whole_within_the_read_timeout_is_a_timeout(stall_with: byte
 
     async def client(connection: Connection) -> None:
         try:
-            outcome.append(await connection.post(b"<s:Envelope/>", ()))
+            async with asyncio.timeout(30):  # only if the timer never fires
+                outcome.append(await connection.post(b"<s:Envelope/>", ()))
         except TimeoutError as exc:
             outcome.append(exc)
 
@@ -218,12 +219,61 @@ def test_the_read_timeout_counts_from_each_request_and_never_while_idle() -> Non
         assert (await connection.post(b"<s:Envelope/>", ())).body == b"hello"
         await asyncio.sleep(timeout / 2)  # the timer armed by the second request is pending
         loop = asyncio.get_running_loop()
+        armed = connection._timer  # by the second request, due before the third's deadline
         sent = loop.time()
+        posted = asyncio.ensure_future(connection.post(b"<s:Envelope/>", ()))
+        while connection._timer is armed:  # until it fires, early for the third request
+            await asyncio.sleep(0.01)
+        timer = connection._timer
+        assert timer is not None and timer.when() == connection._deadline  # sleeps on exactly
         with pytest.raises(TimeoutError):
-            await connection.post(b"<s:Envelope/>", ())
+            await asyncio.wait_for(posted, 30)
         waited.append(loop.time() - sent)
         assert connection.closed
+        assert connection._timer is None  # nothing keeps the connection alive
 
     asyncio.run(_timed(_answers_then_stalls(2), client, read_timeout=timeout))
     # A lower bound only: the timer may fire late on a busy machine, never early.
     assert waited and waited[0] >= timeout - 0.001
+
+
+def test_a_connection_dropped_mid_reply_never_returns_it_cut_short() -> None:
+    """`close` (the host given up on) during a body framed by the connection's end: an error,
+    not the bytes that had come."""
+    outcome: list[BaseException | Reply] = []
+
+    sent = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        writer.write(TO_THE_END)
+        await writer.drain()
+        sent.set()
+        await reader.read()
+
+    async def client(connection: Connection) -> None:
+        posted = asyncio.ensure_future(connection.post(b"<s:Envelope/>", ()))
+        await sent.wait()
+        await asyncio.sleep(0.05)  # the client reads what came (either way, no reply)
+        connection.close()
+        try:
+            outcome.append(await asyncio.wait_for(posted, 30))
+        except ConnectionResetError as exc:
+            outcome.append(exc)
+
+    asyncio.run(_timed(script, client, read_timeout=30))
+    assert len(outcome) == 1 and isinstance(outcome[0], ConnectionResetError), outcome
+
+
+def test_a_cancelled_post_drops_the_connection_and_its_timer() -> None:
+    """Cancelled mid-reply (the host deadline), the connection is out of step: it is closed,
+    and its timer does not keep it for the read timeout."""
+    async def client(connection: Connection) -> None:
+        posted = asyncio.ensure_future(connection.post(b"<s:Envelope/>", ()))
+        await asyncio.sleep(0.05)
+        posted.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await posted
+        assert connection.closed and connection._timer is None
+
+    asyncio.run(_timed(_answers_then_stalls(0), client, read_timeout=30))

@@ -86,10 +86,16 @@ class Connection:
             if self._timed_out:
                 raise TimeoutError from None
             raise
+        except BaseException:  # cancelled mid-reply: the stream is out of step for good
+            self.close()
+            raise
         finally:
             self._deadline = None
-        if self._timed_out:  # a body read to the connection's end, cut short by the timer
+        # A body read to the connection's end ends early too when the connection is dropped.
+        if self._timed_out:
             raise TimeoutError
+        if self.closed:
+            raise ConnectionResetError("the connection was dropped while its reply was read")
         if reply.closes:
             self.closed = True
         return reply

@@ -76,18 +76,25 @@ def message_id() -> str:
     return f"uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _child(parent: ET.Element | None, tag: str) -> ET.Element | None:
-    """The first child of `parent` with this (namespaced) tag: what ``find`` does for one step
-    of a path, without compiling and walking an ElementPath (several per reply, every host)."""
-    if parent is not None:
-        for element in parent:
-            if element.tag == tag:
-                return element
+def _find(parent: ET.Element | None, *path: str) -> ET.Element | None:
+    """What ``parent.find("a/b/...")`` finds for a path of (namespaced) child tags: the first
+    match in document order, searching every child that matches each step (a second Body is
+    searched when the first has no match, as ElementPath does), without compiling and walking
+    an ElementPath (several per reply, every host)."""
+    if parent is None:
+        return None
+    if not path:
+        return parent
+    for child in parent:
+        if child.tag == path[0]:
+            found = _find(child, *path[1:])
+            if found is not None:
+                return found
     return None
 
 
 def _text(element: ET.Element | None) -> str | None:
-    """``findtext``'s answer for an element found (or not) by `_child`."""
+    """``findtext``'s answer for an element found (or not) by `_find`."""
     return None if element is None else element.text or ""
 
 
@@ -165,7 +172,7 @@ def parse(data: bytes) -> ET.Element:
 
 def check_relates_to(root: ET.Element, mid: str) -> None:
     """Refuse a reply that does not answer the request `mid`."""
-    relates = _text(_child(_child(root, _HEADER), f"{{{NS_A}}}RelatesTo"))
+    relates = _text(_find(root, _HEADER, f"{{{NS_A}}}RelatesTo"))
     if (relates or "").strip() != mid:
         raise SoapError("the reply does not relate to the request (RelatesTo)")
 
@@ -183,8 +190,7 @@ def shell_id(root: ET.Element) -> str:
 
 def command_id(root: ET.Element) -> str:
     """The CommandId of a Command reply."""
-    found = _text(_child(_child(_child(root, _BODY), f"{{{NS_RSP}}}CommandResponse"),
-                         f"{{{NS_RSP}}}CommandId"))
+    found = _text(_find(root, _BODY, f"{{{NS_RSP}}}CommandResponse", f"{{{NS_RSP}}}CommandId"))
     if not found or not found.strip():
         raise SoapError("the Command reply has no CommandId")
     return found.strip()
@@ -192,7 +198,7 @@ def command_id(root: ET.Element) -> str:
 
 def output(root: ET.Element, wanted: str) -> tuple[bytes, bytes, int | None]:
     """(stdout, stderr, exit code or None while running) of a Receive reply."""
-    response = _child(_child(root, _BODY), f"{{{NS_RSP}}}ReceiveResponse")
+    response = _find(root, _BODY, f"{{{NS_RSP}}}ReceiveResponse")
     if response is None:
         raise SoapError("the Receive reply has no ReceiveResponse")
     out, err = bytearray(), bytearray()
@@ -207,10 +213,10 @@ def output(root: ET.Element, wanted: str) -> tuple[bytes, bytes, int | None]:
             out += data
         elif stream.get("Name") == "stderr":
             err += data
-    state = _child(response, f"{{{NS_RSP}}}CommandState")
+    state = _find(response, f"{{{NS_RSP}}}CommandState")
     if state is None or state.get("State") != STATE_DONE:
         return bytes(out), bytes(err), None
-    code_text = (_text(_child(state, f"{{{NS_RSP}}}ExitCode")) or "").strip()
+    code_text = (_text(_find(state, f"{{{NS_RSP}}}ExitCode")) or "").strip()
     try:
         code = int(code_text)
     except ValueError:
@@ -220,10 +226,10 @@ def output(root: ET.Element, wanted: str) -> tuple[bytes, bytes, int | None]:
 
 def fault(root: ET.Element) -> Fault | None:
     """The SOAP fault of a reply, None if it is not one."""
-    element = _child(_child(root, _BODY), f"{{{NS_S}}}Fault")
+    element = _find(root, _BODY, f"{{{NS_S}}}Fault")
     if element is None:
         return None
-    detail = _child(_child(element, f"{{{NS_S}}}Detail"), f"{{{NS_F}}}WSManFault")
+    detail = _find(element, f"{{{NS_S}}}Detail", f"{{{NS_F}}}WSManFault")
     wsman_code: int | None = None
     if detail is not None and detail.get("Code") is not None:
         try:
