@@ -6,8 +6,8 @@ are read concurrently on one event loop, as many at a time as file descriptors a
 `MAX_IN_FLIGHT`), each within its own host deadline (``asyncio.timeout``). With more than
 `PROCESS_THRESHOLD` hosts and more than one core, the hosts are dealt round-robin to one forked
 process per core (``os.cpu_count()``); each runs its own event loop and sends back plain data
-(name, facts, error) over a pipe. SIGINT is ignored in those children: the parent stops them by
-PID.
+(name, facts, error), as many hosts per message as are done, over a pipe. SIGINT is ignored in
+those children: the parent stops them by PID.
 """
 
 from __future__ import annotations
@@ -98,8 +98,20 @@ def _child(hosts: Sequence[Host], timeouts: Timeouts, pipe: Connection) -> None:
     outbox: queue.SimpleQueue[tuple[str, Any, Any] | None] = queue.SimpleQueue()
 
     def sender() -> None:
-        while (item := outbox.get()) is not None:
-            pipe.send(item)
+        # Whatever has queued up goes in one message: one pickle, one write and one wake-up of
+        # the parent for a batch, not for each host.
+        while True:
+            batch = [outbox.get()]
+            with contextlib.suppress(queue.Empty):
+                while batch[-1] is not None:
+                    batch.append(outbox.get_nowait())
+            done = batch[-1] is None
+            if done:
+                batch.pop()
+            if batch:
+                pipe.send(batch)
+            if done:
+                return
 
     thread = threading.Thread(target=sender, name="mfa-agent results", daemon=True)
     thread.start()
@@ -180,14 +192,15 @@ class FleetRun:
             for ready in wait(pipes, timeout=0.2):
                 assert isinstance(ready, Connection)
                 try:
-                    name, facts, error = ready.recv()
+                    batch = ready.recv()
                 except (EOFError, OSError):
                     pipes.remove(ready)
                     self._orphans(self._shares[id(ready)], reported)
                     continue
-                reported.add(name)
-                self._deliver(host_facts(self._by_name[name], facts=facts,
-                                         error=HostError(*error) if error else None))
+                for name, facts, error in batch:
+                    reported.add(name)
+                    self._deliver(host_facts(self._by_name[name], facts=facts,
+                                             error=HostError(*error) if error else None))
         self._reap()
 
     def _reap(self) -> None:
