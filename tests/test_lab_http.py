@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from agent.connectors.wsman import soap
+from agent.connectors.wsman.session import RECV_SIZE
 from agent.lab import Lab, start_lab
-from agent.lab.wsman import MAX_BUFFERED, RECV_SIZE, WsmanServer
+from agent.lab.wsman import MAX_BUFFERED, WsmanServer
 
 pytestmark = pytest.mark.needs_server
 

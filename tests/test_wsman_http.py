@@ -33,9 +33,7 @@ async def _exchange(answers: Sequence[Answer], posts: int | None = None,
         if before is not None:
             await before(writer)
         for data, bytewise, close in answers:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
+            await _request(reader)
             for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
                 writer.write(piece)
                 await writer.drain()
@@ -170,6 +168,7 @@ async def _timed(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], 
 
 
 async def _request(reader: asyncio.StreamReader) -> None:
+    """Read one request, head and body."""
     head = await reader.readuntil(b"\r\n\r\n")
     await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final
 
+from agent.connectors.wsman.session import read_in_small_buffers
 from agent.lab import soap
 from agent.lab.auth import (
     ENCRYPTED_CONTENT_TYPE,
@@ -79,9 +80,6 @@ _MAX_HEAD: Final = 64 * 1024
 #: request there can be.
 MAX_BUFFERED: Final = _MAX_HEAD + 4 + soap.MAX_ENVELOPE_BYTES * 2
 SERVER_NAME: Final = "Microsoft-HTTPAPI/2.0"
-#: Bytes asked of each ``recv``: below glibc's mmap threshold, unlike asyncio's 256 KiB, which
-#: maps and unmaps a buffer on every read (as the client's `RECV_SIZE` explains).
-RECV_SIZE: Final = 64 * 1024
 
 
 @dataclass
@@ -180,8 +178,7 @@ class _Connection(asyncio.Protocol):
             # it two answers written back to back wait out Nagle and a delayed ACK (40 ms).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if hasattr(transport, "max_size"):  # plain TCP (a TLS transport reads into its buffer)
-            transport.max_size = RECV_SIZE
+        read_in_small_buffers(transport)  # as the client reads: see its `RECV_SIZE`
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lab.connections.discard(self)

@@ -139,6 +139,13 @@ TLS_READ_BUFFER: Final = 64 * 1024
 RECV_SIZE: Final = 64 * 1024
 
 
+def read_in_small_buffers(transport: asyncio.BaseTransport) -> None:
+    """Have a plain TCP transport ask `RECV_SIZE` bytes of each ``recv`` (the client's and the
+    lab's); a TLS transport, which reads into a buffer of its own, is left as it is."""
+    if hasattr(transport, "max_size"):
+        transport.max_size = RECV_SIZE
+
+
 def _small_tls_buffers() -> None:
     """Lower asyncio's per-connection TLS buffer to `TLS_READ_BUFFER` (this process only)."""
     protocol = getattr(getattr(asyncio, "sslproto", None), "SSLProtocol", None)
@@ -268,8 +275,7 @@ class Session:
             ) from None
         except OSError as exc:
             raise socket_error(exc, where=self.where) from None
-        if context is None and hasattr(writer.transport, "max_size"):
-            writer.transport.max_size = RECV_SIZE
+        read_in_small_buffers(writer.transport)
         host_header = f"{url_host(self.host.address)}:{c.port}"
         self.connection = Connection(reader, writer, host_header, self.read_timeout)
 
