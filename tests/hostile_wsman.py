@@ -362,13 +362,13 @@ class ForgedShell:
         if action == soap.ACTION_CREATE:
             return soap.create_response(request, soap.new_id(), "http://hostile/wsman")
         if action == soap.ACTION_COMMAND:
-            result = run_command_line(self.profile, soap.command_line(request) or "",
+            result = run_command_line(self.profile, request.command_line or "",
                                       dt.datetime.now(dt.UTC))
             command = soap.new_id()
             self._pending[command] = result.stdout
             return soap.command_response(request, command)
         if action == soap.ACTION_RECEIVE:
-            command = soap.command_id(request) or ""
+            command = request.command_id or ""
             return soap.receive_response(request, command,
                                          stdout=self._pending.pop(command, b""),
                                          stderr=b"", exit_code=0)

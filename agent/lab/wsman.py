@@ -657,8 +657,8 @@ class WsmanServer:
             return self._receive(request)
         if action == soap.ACTION_SIGNAL:
             shell = self._shell(request)
-            if shell.commands.pop(soap.command_id(request) or "", None) is None:
-                raise _FaultReply(soap.invalid_command(soap.command_id(request)))
+            if shell.commands.pop(request.command_id or "", None) is None:
+                raise _FaultReply(soap.invalid_command(request.command_id))
             return soap.signal_response(request)
         if action == soap.ACTION_SEND:
             self._shell(request)
@@ -691,7 +691,7 @@ class WsmanServer:
 
     def _command(self, request: soap.Request) -> bytes:
         shell = self._shell(request)
-        line = soap.command_line(request)
+        line = request.command_line
         if line is None:
             raise _FaultReply(soap.Fault("s:Sender", "w:InvalidParameter",
                                          "The Command request has no CommandLine.", 87))
@@ -708,7 +708,7 @@ class WsmanServer:
 
     def _receive(self, request: soap.Request) -> bytes:
         shell = self._shell(request)
-        wanted = soap.command_id(request)
+        wanted = request.command_id
         command = shell.commands.get(wanted or "")
         if command is None:
             raise _FaultReply(soap.invalid_command(wanted))

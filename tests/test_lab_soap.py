@@ -1,0 +1,91 @@
+"""The lab's request reader: its byte-for-byte reading of this project's own envelopes
+(`_read_known`) against ElementTree's (`_parse`), which reads any envelope.
+
+The fast reading must give the same `Request` as ElementTree for every envelope it takes, and
+take none that ElementTree refuses: otherwise the lab would answer a malformed request from the
+client that a real host (and the lab's own slow path) refuses.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.connectors.wsman import soap as client
+from agent.factscripts import bundle, scripts_for
+from agent.lab import soap
+
+TO = "http://127.0.0.5:5985/wsman"
+SHELL = "8D4D5D1E-2B6B-4F3E-9F6A-0A1B2C3D4E5F"
+COMMAND = "1C2D3E4F-5A6B-4C7D-8E9F-A0B1C2D3E4F5"
+
+#: Characters that XML reads otherwise than as written, refuses, or that the client escapes.
+_AWKWARD = st.sampled_from(list(
+    "aZ09 -_;#\t\n\r\x00\x01\x0b\x1f&<>\"'\x7f\x85é€\ufffe\uffff\U0001f600"))
+_TEXTS = st.text(alphabet=_AWKWARD | st.characters(), max_size=30)
+
+
+def _outcome(reader, data: bytes) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    try:
+        return "read", reader(data)
+    except soap.SoapError:
+        return "refused", None
+
+
+def _envelopes(to: str, timeout: int, shell: str, line: str, command: str) -> list[bytes]:
+    mid = client.message_id()
+    return [
+        client.create(to, mid, timeout),
+        client.command(to, mid, timeout, shell, line),
+        client.receive(to, mid, timeout, shell, command),
+        client.delete(to, mid, timeout, shell),
+    ]
+
+
+def test_the_clients_own_requests_take_the_fast_reading() -> None:
+    """Every request of a real scan (the AD FS bundle's command line included) is read without
+    ElementTree, and read as ElementTree reads it."""
+    line = bundle.command_line(scripts_for(frozenset({"adfs"})))
+    assert "&" in line and '"' in line  # both become references in the envelope
+    for envelope in _envelopes(TO, 20, SHELL, line, COMMAND):
+        fast = soap._read_known(envelope)
+        assert fast is not None, envelope[:200]
+        assert fast == soap._parse(envelope) == soap.parse_request(envelope)
+    command = soap._read_known(client.command(TO, client.message_id(), 20, SHELL, line))
+    assert command is not None and command.command_line == line
+    assert command.shell_id == SHELL and command.action == soap.ACTION_COMMAND
+    receive = soap._read_known(client.receive(TO, client.message_id(), 20, SHELL, COMMAND))
+    assert receive is not None and receive.command_id == COMMAND
+    assert receive.operation_timeout == 20.0
+
+
+@settings(max_examples=400, deadline=None)
+@given(to=_TEXTS, timeout=st.integers(0, 10**10), shell=_TEXTS, line=_TEXTS, command=_TEXTS)
+def test_any_text_in_the_clients_envelopes_reads_as_elementtree_reads_it(
+    to: str, timeout: int, shell: str, line: str, command: str,
+) -> None:
+    """Ids and lines with references, control characters, carriage returns, tabs, spaces to strip
+    and non-characters: the same `Request`, or the same refusal."""
+    for envelope in _envelopes(to, timeout, shell, line, command):
+        assert _outcome(soap.parse_request, envelope) == _outcome(soap._parse, envelope)
+
+
+_EDIT_BYTES = st.sampled_from([b"<", b">", b"&", b'"', b"'", b"\r", b"\t", b"\x00", b" ", b"a",
+                               b"/", b"=", b"\xff", b"\xef\xbf\xbe", b"&amp;", b"&#65;", b"]]>"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(which=st.integers(0, 3), edits=st.lists(
+    st.tuples(st.floats(0, 1), st.integers(0, 3), _EDIT_BYTES), min_size=1, max_size=3))
+def test_an_edited_envelope_is_read_fast_only_when_elementtree_reads_it_the_same(
+    which: int, edits: list[tuple[float, int, bytes]],
+) -> None:
+    """Bytes inserted, replaced or removed anywhere in a client envelope: whatever the fast
+    reading takes, ElementTree reads, and reads the same."""
+    data = bytearray(_envelopes(TO, 20, SHELL, "powershell -Command \"Get-Date\"", COMMAND)[which])
+    for where, removed, inserted in edits:
+        at = int(where * len(data))
+        data[at:at + removed] = inserted
+    fast = soap._read_known(bytes(data))
+    if fast is not None:
+        assert _outcome(soap._parse, bytes(data)) == ("read", fast)
