@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
 
 from agent import __version__
 from agent.errors import AgentError, ExitCode, InputError, Problem
 from agent.report.writer import FORMATS
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from agent.history import History, StoredScan
     from agent.inventory import Inventory
     from agent.inventory.vault import VaultKeys
@@ -74,6 +75,8 @@ _state = _State()
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -83,6 +86,8 @@ _PIPED_WIDTH = 100_000
 
 def _table_console() -> Console:
     """A console for tables on stdout: the terminal's width, or unbounded when piped."""
+    from rich.console import Console
+
     piped = not sys.stdout.isatty()
     return Console(highlight=False, width=_PIPED_WIDTH if piped else None, soft_wrap=piped)
 
@@ -554,8 +559,7 @@ def _deliver(run: ScanRun, out: _Output, late: Sequence[Problem] = ()) -> NoRetu
     """
     save_facts, formats, output_dir = out.save_facts, out.formats, out.output_dir
     from agent import factsfile
-    from agent.report import RENDERERS, render_terminal, write_atomic
-    from agent.report.writer import Output, report_outputs
+    from agent.report.writer import RENDERERS, Output, report_outputs, write_atomic
 
     outputs: list[Output] = []
     if save_facts:
@@ -577,6 +581,10 @@ def _deliver(run: ScanRun, out: _Output, late: Sequence[Problem] = ()) -> NoRetu
     if formats and output_dir is None:
         click.echo(RENDERERS[formats[0]](run.report), nl=False)
     elif not out.quiet:
+        from rich.console import Console
+
+        from agent.report.terminal import render_terminal
+
         console = Console(
             force_terminal=out.color if out.color else None,
             no_color=out.color is False,
@@ -787,6 +795,8 @@ def diff_cmd(old: int | None, new: int | None, db: str | None, fmt: str) -> None
         delta = history.delta(
             old_scan, history.results(new_scan.id), history.host_names(new_scan.id)
         )
+    from rich.console import Console
+
     from agent.report.history_view import delta_json, render_delta
 
     if fmt == "json":

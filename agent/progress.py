@@ -8,18 +8,12 @@ from __future__ import annotations
 import sys
 import threading
 from types import TracebackType
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING
 
 from agent.facts import HostFacts
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class ScanProgress:
@@ -34,6 +28,16 @@ class ScanProgress:
 
     def __enter__(self) -> ScanProgress:
         if self.enabled:
+            # rich is imported only when there is a bar to show (not under cron, CI or a pipe).
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("scanning"),
                 BarColumn(),

@@ -93,16 +93,16 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_scan(
 def test_a_write_failing_after_the_scan_is_exit_3_and_loses_nothing_else(
     run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agent.report
+    import agent.report.writer
 
-    real = agent.report.write_atomic
+    real = agent.report.writer.write_atomic
 
     def full_disk(path: Path, text: str, mode: int = 0o600) -> None:
         if path.suffix == ".json" and path.parent.name == "out":
             raise OSError(28, "No space left on device")
         real(path, text, mode)
 
-    monkeypatch.setattr(agent.report, "write_atomic", full_disk)
+    monkeypatch.setattr(agent.report.writer, "write_atomic", full_disk)
     result = replay(run_cli, "-o", str(tmp_path / "out"), "--save-facts", str(tmp_path / "f.json"))
     assert result.code == 3
     assert "cannot write: No space left on device" in result.err

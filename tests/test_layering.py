@@ -17,10 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ("winrm", "requests", "paramiko", "ldap3", "spnego", "agent.connectors")
 
 
-def _imported_by(code: str, env: dict[str, str] | None = None) -> list[str]:
+def _imported_by(code: str, env: dict[str, str] | None = None,
+                 prefixes: tuple[str, ...] = TRANSPORTS) -> list[str]:
     probe = (
         f"{code}\nimport sys\n"
-        f"print('\\n'.join(m for m in sys.modules if m.startswith({TRANSPORTS!r})))"
+        f"print('\\n'.join(m for m in sys.modules if m.startswith({prefixes!r})))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
@@ -66,3 +67,27 @@ def test_a_scan_on_the_fast_path_loads_no_other_client_library(builtin_lab: LabP
     assert "agent.connectors.wsman.session" in imported
     others = ("winrm", "requests", "paramiko", "ldap3", "agent.connectors.winrm.")
     assert [m for m in imported if m.startswith(others) or m == "agent.connectors.winrm"] == []
+
+
+@pytest.mark.needs_server
+def test_a_json_scan_imports_no_other_renderer(builtin_lab: LabProcess) -> None:
+    """rich, the HTML, JUnit, Markdown and Prometheus renderers are a tenth of the start-up: a
+    scan that prints JSON imports none of them (the terminal report does import rich)."""
+    renderers = ("rich", "prometheus_client", "agent.report.")
+    scan = (
+        "import contextlib, io\n"
+        "from agent.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main(['scan', '-i', {str(builtin_lab.inventory)!r}, '--limit', 'adfs01.lab.example',"
+        " '--no-history', '--format', '{format}'])\n"
+    )
+    env = clean_environment(builtin_lab.password)
+    imported = _imported_by(scan.format(format="json"), env=env, prefixes=renderers)
+    assert "agent.report.json_report" in imported
+    assert sorted(m for m in imported if not m.startswith(("agent.report.json_report",
+                                                           "agent.report.writer",
+                                                           "agent.report.model",
+                                                           "agent.report._text"))) == []
+    both = _imported_by(scan.format(format="json") + "from agent.report import render_html\n",
+                        env=env, prefixes=renderers)
+    assert "agent.report.html" in both  # the package still hands out every renderer

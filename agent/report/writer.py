@@ -7,6 +7,7 @@ and `FILENAMES`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import stat
 import tempfile
@@ -16,22 +17,30 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
-from agent.report.html import render_html
 from agent.report.json_report import render_json
-from agent.report.junit import render_junit
-from agent.report.markdown import render_markdown
 from agent.report.model import ScanReport
 
 #: A reporter that renders to text: a pure function of the report.
 Renderer = Callable[[ScanReport], str]
 
 
-def render_prometheus(report: ScanReport) -> str:
-    """`agent.report.prometheus.render_prometheus`, imported on first use (prometheus_client
-    takes a tenth of the start-up, and most scans write no metrics)."""
-    from agent.report.prometheus import render_prometheus as render
+def _imported_on_first_use(module: str, name: str) -> Renderer:
+    """The renderer `module.name`, its module imported when it first renders: the HTML, JUnit,
+    Markdown and Prometheus renderers (and rich, prometheus_client and ElementTree with them)
+    are a third of the start-up, and most runs write one format, or none."""
+    def render(report: ScanReport) -> str:
+        renderer: Renderer = getattr(importlib.import_module(module), name)
+        return renderer(report)
 
-    return render(report)
+    render.__name__ = render.__qualname__ = name
+    render.__doc__ = f"`{module}.{name}`, imported on first use."
+    return render
+
+
+render_html = _imported_on_first_use("agent.report.html", "render_html")
+render_junit = _imported_on_first_use("agent.report.junit", "render_junit")
+render_markdown = _imported_on_first_use("agent.report.markdown", "render_markdown")
+render_prometheus = _imported_on_first_use("agent.report.prometheus", "render_prometheus")
 
 #: Format name -> renderer, for the formats that can be written to a file.
 RENDERERS: Final[dict[str, Renderer]] = {
