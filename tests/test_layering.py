@@ -91,3 +91,15 @@ def test_a_json_scan_imports_no_other_renderer(builtin_lab: LabProcess) -> None:
     both = _imported_by(scan.format(format="json") + "from agent.report import render_html\n",
                         env=env, prefixes=renderers)
     assert "agent.report.html" in both  # the package still hands out every renderer
+
+
+def test_the_report_package_still_hands_out_every_public_name() -> None:
+    """Its names are imported on first use: each still resolves, and ``dir`` lists them."""
+    names = _imported_by(
+        "import sys\nimport agent.report\n"
+        "missing = [n for n in agent.report.__all__ if n not in dir(agent.report)]\n"
+        "assert not missing, missing\n"
+        "assert 'agent.report.html' not in sys.modules\n"
+        "values = [getattr(agent.report, n) for n in agent.report.__all__]\n",
+        prefixes=("agent.report.",))
+    assert {"agent.report.html", "agent.report.terminal", "agent.report.junit"} <= set(names)
