@@ -1,10 +1,10 @@
-"""WS-Management SOAP envelopes of the Windows Remote Shell, read and written with ElementTree.
+"""WS-Management SOAP envelopes of the Windows Remote Shell, as the lab reads and writes them.
 
 `parse_request` reads what a client sends (action, MessageID, ShellId selector, OperationTimeout,
-body) with ElementTree; the ``*_response`` builders and `fault` write what Windows answers from
-string templates, every reply carrying
-``a:RelatesTo`` = the request's MessageID. Only the elements clients look at are produced, with
-the names and namespaces Windows uses.
+command line, CommandId): the envelopes this project's client writes with one pattern, any
+other with ElementTree. The ``*_response`` builders and `fault` write what Windows answers from
+string templates, every reply carrying ``a:RelatesTo`` = the request's MessageID. Only the
+elements clients look at are produced, with the names and namespaces Windows uses.
 """
 
 from __future__ import annotations
