@@ -31,6 +31,7 @@ suite authenticates against this module.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import os
 import struct
@@ -128,15 +129,8 @@ def challenge_message(negotiate: bytes, *, computer: str, domain: str,
     if flags & KEY_128:
         flags &= ~KEY_56
     stamp = int(((now or dt.datetime.now(dt.UTC)) - _FILETIME_EPOCH).total_seconds() * 10**7)
-    target = _utf16(domain)
-    info = b"".join((
-        _av(AV_NB_DOMAIN, target),
-        _av(AV_NB_COMPUTER, _utf16(computer)),
-        _av(AV_DNS_DOMAIN, _utf16(domain.lower() + ".lab")),
-        _av(AV_DNS_COMPUTER, _utf16(f"{computer.lower()}.{domain.lower()}.lab")),
-        _av(AV_TIMESTAMP, struct.pack("<Q", stamp)),
-        _av(AV_EOL, b""),
-    ))
+    target, names = _names(computer, domain)
+    info = names + _av(AV_TIMESTAMP, struct.pack("<Q", stamp)) + _av(AV_EOL, b"")
     header = 56
     return b"".join((
         SIGNATURE, struct.pack("<I", 2),
@@ -145,6 +139,19 @@ def challenge_message(negotiate: bytes, *, computer: str, domain: str,
         struct.pack("<HHI", len(info), len(info), header + len(target)),
         _VERSION_FIELD if flags & VERSION else b"\x00" * 8,
         target, info,
+    ))
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(computer: str, domain: str) -> tuple[bytes, bytes]:
+    """The CHALLENGE's target name and the AV pairs naming the host and its domain (the same
+    for every logon on a host)."""
+    target = _utf16(domain)
+    return target, b"".join((
+        _av(AV_NB_DOMAIN, target),
+        _av(AV_NB_COMPUTER, _utf16(computer)),
+        _av(AV_DNS_DOMAIN, _utf16(domain.lower() + ".lab")),
+        _av(AV_DNS_COMPUTER, _utf16(f"{computer.lower()}.{domain.lower()}.lab")),
     ))
 
 

@@ -137,6 +137,10 @@ def _garbage(entries: dict[str, Any]) -> bytes:
     return ("\r\n".join([*rows, "", ""])).encode("utf-8")
 
 
+#: ``ConvertTo-Json -Compress`` as the lab writes it (``json.dumps`` with these settings builds
+#: a new encoder on every call).
+_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 #: The longest command line a program started by PowerShell may get (CreateProcess's limit).
 PROCESS_COMMAND_LINE_LIMIT: Final = 32767
 
@@ -156,18 +160,19 @@ def run_command_line(
     now = now or dt.datetime.now(dt.UTC)
     if len(command_line) > (profile.faults.max_command_line if limit is None else limit):
         return CommandResult(b"", TOO_LONG, 1)
-    words = command_line.split()
-    if not words:
+    first = command_line.split(None, 1)  # the whole line is split only when it is refused
+    if not first:
         return CommandResult(b"", b"", 0)
-    program = words[0].strip('"').replace("/", "\\").rsplit("\\", 1)[-1].lower()
+    program = first[0].strip('"').replace("/", "\\").rsplit("\\", 1)[-1].lower()
     if program not in _POWERSHELL_EXES:
-        message = (f"'{words[0]}' is not recognized as an internal or external command,\r\n"
+        message = (f"'{first[0]}' is not recognized as an internal or external command,\r\n"
                    "operable program or batch file.\r\n")
         return CommandResult(b"", message.encode("utf-8"), 1)
     if bundle.is_bundle(command_line):
         return _run_bundle(profile, command_line, now)
     script = decode_command(command_line)
     if script is None:
+        words = command_line.split()
         arguments = [w for w in words[1:] if not w.startswith("-")]
         return not_recognized(arguments[0] if arguments else words[0])
     inner = script.strip()
@@ -186,7 +191,7 @@ def _run_script(profile: HostProfile, script: str, now: dt.datetime) -> CommandR
     entries = fact_entries(profile, fact_script.facts, now)
     if profile.faults.garbage_output:
         return CommandResult(_garbage(entries), b"", 0)
-    document = json.dumps(entries, separators=(",", ":"), ensure_ascii=False) + "\r\n"
+    document = _COMPACT_JSON.encode(entries) + "\r\n"
     if UTF8_OUTPUT in script:
         return CommandResult(document.encode("utf-8"), b"", 0)
     return CommandResult(document.encode(OEM_CODE_PAGE, "replace"), b"", 0)
