@@ -94,11 +94,13 @@ def _run_fleet_check(check: Check, fleet: Fleet) -> list[Finding]:
 
 def host_results(checks: Iterable[Check], host: HostFacts) -> list[Result]:
     """The results of the host checks among `checks` that apply to `host`."""
-    return [
-        _result(check.meta.id, host.name, _run_host_check(check, host))
-        for check in checks
-        if check.host_fn is not None and applies(check, host)
-    ]
+    return _results(
+        [check for check in checks if check.host_fn is not None and applies(check, host)], host)
+
+
+def _results(applying: Iterable[Check], host: HostFacts) -> list[Result]:
+    """The results of host checks already chosen for `host`."""
+    return [_result(check.meta.id, host.name, _run_host_check(check, host)) for check in applying]
 
 
 class HostResults:
@@ -122,7 +124,7 @@ class HostResults:
         if applying is None:
             applying = self._applying[host.roles] = tuple(
                 c for c in self._checks if applies(c, host))
-        self._by_name[host.name] = (host, host_results(applying, host))
+        self._by_name[host.name] = (host, _results(applying, host))
 
     def of(self, host: HostFacts) -> list[Result] | None:
         """The results added for this `host` object, or None."""
